@@ -1,0 +1,119 @@
+"""``XRerankCompressor``: documents in, the best documents out, scored by a cross-encoder."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.callbacks import Callbacks
+from langchain_core.documents import BaseDocumentCompressor, Document
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
+
+from xrerank_core import ConfigError, Ranked, Reranker
+from xrerank_core._config import validate_threshold, validate_top_n
+from xrerank_core._text import with_metadata
+
+__all__ = ["XRerankCompressor"]
+
+
+class XRerankCompressor(BaseDocumentCompressor):
+    """Rerank retrieved documents with a cross-encoder; keep the best ``top_n``.
+
+    Drop-in for ``ContextualCompressionRetriever(base_compressor=...)``::
+
+        from xrerank_core import Reranker
+        rr = Reranker("cross-encoder/ms-marco-MiniLM-L-6-v2")
+        compressor = XRerankCompressor(reranker=rr, top_n=10)
+
+    Returns new ``Document`` objects (same ``page_content`` and ``id``, metadata copied,
+    the score added under ``score_key``), best first. The input is never modified.
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    reranker: Reranker | None = Field(default=None, exclude=True)
+    """A ready :class:`~xrerank_core.Reranker`; share one across pipelines to load the model once."""
+
+    model: str | None = None
+    """A hub id, local folder or bundled model name, used when no ``reranker`` is given."""
+
+    reranker_options: dict[str, Any] = Field(default_factory=dict)
+    """Options for the ``Reranker`` built from ``model`` (``device``, ``backend``, ``max_length``, ...)."""
+
+    top_n: int | None = 10
+    """Keep at most this many documents (``None``: keep all, reordered)."""
+
+    score_threshold: float | None = None
+    """Drop documents whose score is below this (applied before the cut to ``top_n``)."""
+
+    score_key: str = "relevance_score"
+    """Metadata key that receives the reranker's score (a Python float)."""
+
+    rank_key: str | None = None
+    """If set, metadata key that receives the document's 1-based position in the input
+    (its first-stage rank)."""
+
+    metadata_keys: Sequence[str] = ()
+    """Metadata fields written before the text the model reads (``"title: ...\\n"``);
+    empty by default: the model reads ``page_content`` only."""
+
+    _reranker: Reranker = PrivateAttr()
+
+    @field_validator("top_n")
+    @classmethod
+    def _check_top_n(cls, value: int | None) -> int | None:
+        return validate_top_n(value)
+
+    @field_validator("score_threshold")
+    @classmethod
+    def _check_threshold(cls, value: float | None) -> float | None:
+        return validate_threshold(value)
+
+    @model_validator(mode="after")
+    def _load(self) -> XRerankCompressor:
+        if self.reranker is not None:
+            if self.model is not None or self.reranker_options:
+                msg = "pass either reranker=... or model=... (with reranker_options), not both"
+                raise ConfigError(msg)
+            self._reranker = self.reranker
+        elif self.model is not None:
+            self._reranker = Reranker(self.model, **self.reranker_options)
+        else:
+            self._reranker = Reranker(**self.reranker_options)
+        return self
+
+    def _texts(self, documents: Sequence[Document]) -> list[str]:
+        keys = self.metadata_keys
+        return [with_metadata(d.page_content, d.metadata, keys) if keys else d.page_content for d in documents]
+
+    def _to_documents(self, documents: Sequence[Document], ranked: list[Ranked]) -> list[Document]:
+        out = []
+        for r in ranked:
+            doc = documents[r.index]
+            metadata = {**doc.metadata, self.score_key: r.score}
+            if self.rank_key is not None:
+                metadata[self.rank_key] = r.index + 1
+            out.append(doc.model_copy(update={"metadata": metadata}))
+        return out
+
+    def compress_documents(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+    ) -> Sequence[Document]:
+        """Rerank ``documents`` for ``query``; return the best ``top_n`` as new documents."""
+        docs = list(documents)
+        ranked = self._reranker.rerank(query, self._texts(docs), self.top_n, self.score_threshold)
+        return self._to_documents(docs, ranked)
+
+    async def acompress_documents(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+    ) -> Sequence[Document]:
+        """Async :meth:`compress_documents`; scoring runs in a worker thread."""
+        docs = list(documents)
+        ranked = await self._reranker.arerank(query, self._texts(docs), self.top_n, self.score_threshold)
+        return self._to_documents(docs, ranked)

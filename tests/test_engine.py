@@ -1,0 +1,277 @@
+"""The engine's contract, on a deterministic fake scorer (mechanics) ."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+
+import pytest
+from conftest import FakeScorer
+
+from xrerank_core import (
+    ConfigError,
+    InputError,
+    InputTypeError,
+    Ranked,
+    Reranker,
+    RerankerConfig,
+    ScoringError,
+    XRerankError,
+)
+from xrerank_core._text import split_windows, with_metadata
+
+DOCS = [
+    "the cat sat on the mat",  # 1 ("cat")
+    "a dog and a cat play",  # 2 ("dog", "cat")
+    "nothing relevant here",  # 0
+    "dog",  # 1
+]
+
+
+def test_rerank_orders_by_score_and_keeps_input_order_on_ties(fake: FakeScorer) -> None:
+    rr = Reranker(fake)
+    ranked = rr.rerank("dog cat", DOCS)
+    assert [r.index for r in ranked] == [1, 0, 3, 2]
+    assert [r.score for r in ranked] == [2.0, 1.0, 1.0, 0.0]
+    assert all(type(r.score) is float for r in ranked)
+    assert [r.text for r in ranked] == [DOCS[1], DOCS[0], DOCS[3], DOCS[2]]
+
+
+def test_score_is_in_input_order(fake: FakeScorer) -> None:
+    assert Reranker(fake).score("dog cat", DOCS) == [1.0, 2.0, 0.0, 1.0]
+
+
+def test_top_n_and_threshold(fake: FakeScorer) -> None:
+    rr = Reranker(fake)
+    assert [r.index for r in rr.rerank("dog cat", DOCS, top_n=2)] == [1, 0]
+    assert [r.index for r in rr.rerank("dog cat", DOCS, score_threshold=1.0)] == [1, 0, 3]
+    # threshold first, then the cut
+    assert [r.index for r in rr.rerank("dog cat", DOCS, top_n=10, score_threshold=1.5)] == [1]
+    assert rr.rerank("dog cat", DOCS, score_threshold=100) == []
+    assert len(rr.rerank("dog cat", DOCS, top_n=100)) == 4
+
+
+def test_threshold_applies_to_the_normalised_score(fake: FakeScorer) -> None:
+    rr = Reranker(fake, normalize="sigmoid")
+    scores = rr.score("dog cat", DOCS)
+    assert scores == pytest.approx([1 / (1 + math.exp(-x)) for x in (1.0, 2.0, 0.0, 1.0)])
+    assert all(0.0 < s < 1.0 for s in scores)
+    assert [r.index for r in rr.rerank("dog cat", DOCS, score_threshold=0.8)] == [1]
+
+
+def test_empty_input(fake: FakeScorer) -> None:
+    rr = Reranker(fake)
+    assert rr.rerank("q", []) == []
+    assert rr.score("q", []) == []
+    assert fake.batches == []
+
+
+def test_identical_texts_are_scored_once_and_all_returned(fake: FakeScorer) -> None:
+    rr = Reranker(fake)
+    docs = ["dog", "cat", "dog", "dog", "cat"]
+    ranked = rr.rerank("dog", docs)
+    assert fake.pairs_scored == 2
+    assert sorted(r.index for r in ranked) == [0, 1, 2, 3, 4]
+    assert [r.index for r in ranked] == [0, 2, 3, 1, 4]
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [("", InputError), ("   \n\t", InputError), (None, InputTypeError), (3, InputTypeError), (b"q", InputTypeError)],
+)
+def test_bad_query(fake: FakeScorer, query: object, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        Reranker(fake).rerank(query, ["a"])  # type: ignore[arg-type]
+
+
+def test_bad_documents(fake: FakeScorer) -> None:
+    rr = Reranker(fake)
+    with pytest.raises(InputTypeError, match="document 1 is a NoneType"):
+        rr.rerank("q", ["a", None])  # type: ignore[list-item]
+    with pytest.raises(InputTypeError, match="single string"):
+        rr.rerank("q", "just one string")
+    with pytest.raises(InputTypeError):
+        rr.rerank("q", 42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("top_n", [0, -1, True, 2.5, "3"])
+def test_bad_top_n(fake: FakeScorer, top_n: object) -> None:
+    with pytest.raises(ConfigError, match="top_n"):
+        Reranker(fake).rerank("q", ["a"], top_n=top_n)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), float("inf"), "0.5"])
+def test_bad_threshold(fake: FakeScorer, threshold: object) -> None:
+    with pytest.raises(ConfigError, match="score_threshold"):
+        Reranker(fake).rerank("q", ["a"], score_threshold=threshold)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"batch_size": 0},
+        {"batch_size": -3},
+        {"max_length": 4},
+        {"normalize": "softmax"},
+        {"long_documents": "chunk"},
+        {"device": "tpu"},
+        {"backend": "tensorflow"},
+        {"window_overlap": -1},
+        {"batchsize": 8},
+    ],
+)
+def test_bad_options(fake: FakeScorer, options: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        Reranker(fake, **options)
+
+
+def test_errors_share_one_base() -> None:
+    for cls in (ConfigError, InputError, InputTypeError, ScoringError):
+        assert issubclass(cls, XRerankError)
+    assert issubclass(ConfigError, ValueError)
+    assert issubclass(InputTypeError, TypeError)
+
+
+def test_config_is_frozen() -> None:
+    config = RerankerConfig()
+    with pytest.raises(AttributeError):
+        config.batch_size = 3  # type: ignore[misc]
+
+
+def test_nan_scores_raise(fake: FakeScorer) -> None:
+    rr = Reranker(FakeScorer(nan_on="poison"))
+    with pytest.raises(ScoringError, match="nan"):
+        rr.rerank("q", ["fine", "poison pill"])
+
+
+# -- long documents ---------------------------------------------------------------
+
+
+def test_split_windows_cover_the_document_with_overlap() -> None:
+    text = " ".join(f"w{i}" for i in range(25))
+    offsets = FakeScorer().token_offsets([text])[0]
+    windows = split_windows(text, offsets, budget=10, overlap=3)
+    # 25 tokens, 10 per window, >= 3 shared: 4 windows starting at 0, 5, 10, 15
+    assert [n for _, n in windows] == [10, 10, 10, 10]
+    assert windows[0][0] == " ".join(f"w{i}" for i in range(10))
+    assert windows[1][0] == " ".join(f"w{i}" for i in range(5, 15))
+    assert windows[-1][0].endswith("w24")  # the last window is full and ends at the end
+    assert all(w in text for w, _ in windows)
+    assert split_windows(text, offsets, budget=10, overlap=3, truncate=True) == [(windows[0][0], 10)]
+    assert split_windows("short text", [(0, 5), (6, 10)], budget=10, overlap=3) == [("short text", 2)]
+
+
+def test_long_document_maxp_finds_the_answer_at_the_end() -> None:
+    fake = FakeScorer(max_length=32)
+    filler = " ".join(["filler"] * 200)
+    docs = [filler + " needle", "needle haystack"]
+    maxp = Reranker(fake).score("needle", docs)
+    assert maxp == [1.0, 1.0]
+    assert len(fake.batches) >= 1 and fake.pairs_scored > 2  # the long one became several windows
+    cut = Reranker(FakeScorer(max_length=32), long_documents="truncate").score("needle", docs)
+    assert cut == [0.0, 1.0]
+
+
+def test_every_window_fits_the_model(fake: FakeScorer) -> None:
+    scorer = FakeScorer(max_length=40)
+    rr = Reranker(scorer)
+    query = "what is the answer"
+    rr.score(query, [" ".join(f"word{i}" for i in range(500))])
+    for batch in scorer.batches:
+        for q, w in batch:
+            n = len(scorer.token_offsets([q])[0]) + len(scorer.token_offsets([w])[0]) + scorer.num_special_tokens
+            assert n <= scorer.max_length
+
+
+def test_long_query_is_cut_with_a_warning(fake: FakeScorer, caplog: pytest.LogCaptureFixture) -> None:
+    scorer = FakeScorer(max_length=32)
+    with caplog.at_level(logging.WARNING):
+        Reranker(scorer).score(" ".join(["q"] * 100), ["q doc"])
+    assert "only its first 16" in caplog.text
+    sent_query = scorer.batches[0][0][0]
+    assert len(scorer.token_offsets([sent_query])[0]) == 16
+
+
+def test_max_length_is_capped_at_the_model_limit(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        rr = Reranker(FakeScorer(max_length=64), max_length=4096)
+    assert rr.max_length == 64
+    assert "4096" in caplog.text
+
+
+# -- batching ---------------------------------------------------------------------
+
+
+def test_batches_are_sorted_by_length_and_respect_the_limits() -> None:
+    scorer = FakeScorer(max_length=512)
+    docs = [" ".join(["w"] * n) + f" id{n}" for n in (3, 50, 7, 30, 1, 12, 40, 2)]
+    Reranker(scorer, batch_size=3).score("q", docs)
+    sizes = [len(b) for b in scorer.batches]
+    assert sizes == [3, 3, 2]
+    lengths = [len(w.split()) for b in scorer.batches for _, w in b]
+    assert lengths == sorted(lengths, reverse=True)
+
+    scorer = FakeScorer(max_length=512)
+    Reranker(scorer, batch_size=32, max_batch_tokens=120).score("q", docs)
+    for batch in scorer.batches:
+        longest = max(len(scorer.token_offsets([w])[0]) for _, w in batch) + 1 + scorer.num_special_tokens
+        assert len(batch) == 1 or len(batch) * longest <= 120
+
+
+# -- concurrency ------------------------------------------------------------------
+
+
+def test_threads_get_the_results_of_sequential_calls(fake: FakeScorer) -> None:
+    rr = Reranker(fake)
+    queries = [f"dog cat {i}" for i in range(8)]
+    expected = {q: rr.rerank(q, DOCS) for q in queries}
+    results: dict[str, list[list[Ranked]]] = {q: [] for q in queries}
+
+    def work(q: str) -> None:
+        for _ in range(20):
+            results[q].append(rr.rerank(q, DOCS))
+
+    threads = [threading.Thread(target=work, args=(q,)) for q in queries]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert all(not t.is_alive() for t in threads)
+    for q in queries:
+        assert results[q] == [expected[q]] * 20
+
+
+class SlowScorer(FakeScorer):
+    def score_pairs(self, pairs):  # type: ignore[no-untyped-def]
+        time.sleep(0.3)
+        return super().score_pairs(pairs)
+
+
+def test_arerank_equals_rerank_and_does_not_block_the_loop() -> None:
+    rr = Reranker(SlowScorer())
+
+    async def main() -> tuple[list[Ranked], int]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        task = asyncio.create_task(ticker())
+        result = await rr.arerank("dog cat", DOCS, top_n=3)
+        task.cancel()
+        return result, ticks
+
+    result, ticks = asyncio.run(main())
+    assert result == rr.rerank("dog cat", DOCS, top_n=3)
+    assert ticks >= 10  # the loop kept running during the 0.3 s of scoring
+
+
+def test_with_metadata() -> None:
+    assert with_metadata("body", {"title": "T", "x": 1}, ["title", "missing"]) == "title: T\nbody"
+    assert with_metadata("body", {}, ["title"]) == "body"

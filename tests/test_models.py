@@ -1,0 +1,187 @@
+"""Loading real (tiny) cross-encoders from folders, and refusing what is not one."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from xrerank_core import (
+    DEFAULT_MODEL,
+    ModelLoadError,
+    ModelNotFoundError,
+    NotACrossEncoderError,
+    RemoteCodeRequiredError,
+    Reranker,
+)
+
+QUERY = "what is the capital of france"
+DOCS = [
+    "Paris is the capital and largest city of France.",
+    "Berlin is the capital of Germany.",
+    "The cat sat on the mat.",
+    "France borders Spain, Italy, Germany and Belgium.",
+]
+
+
+def reference_logits(folder: str, query: str, docs: list[str]) -> list[float]:
+    """The plain transformers computation, one pair at a time, no xrerank code involved."""
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    out = []
+    with torch.inference_mode():
+        for d in docs:
+            logits = model(**tokenizer(query, d, return_tensors="pt")).logits[0]
+            out.append(float(logits[0]) if logits.numel() == 1 else float(logits[1] - logits[0]))
+    return out
+
+
+def test_bert_scores_match_plain_transformers(tiny_bert: str) -> None:
+    rr = Reranker(tiny_bert, device="cpu", batch_size=3)
+    scores = rr.score(QUERY, DOCS)
+    assert all(type(s) is float for s in scores)
+    assert scores == pytest.approx(reference_logits(tiny_bert, QUERY, DOCS), abs=1e-4)
+    assert len(set(scores)) == len(scores)  # not constant
+
+
+def test_xlm_roberta_scores_match_plain_transformers(tiny_xlmr: str) -> None:
+    rr = Reranker(tiny_xlmr, device="cpu")
+    docs = [*DOCS, "Die Hauptstadt von Deutschland ist Berlin.", "東京は日本の首都です。"]
+    assert rr.score(QUERY, docs) == pytest.approx(reference_logits(tiny_xlmr, QUERY, docs), abs=1e-4)
+    assert rr.max_length == 128  # 130 positions minus RoBERTa's padding offset
+
+
+def test_two_label_head_uses_the_positive_class(tiny_bert_2labels: str) -> None:
+    scores = Reranker(tiny_bert_2labels, device="cpu").score(QUERY, DOCS)
+    assert scores == pytest.approx(reference_logits(tiny_bert_2labels, QUERY, DOCS), abs=1e-4)
+    assert len(set(scores)) == len(scores)
+
+
+def test_three_label_head_is_refused(tiny_bert_3labels: str) -> None:
+    with pytest.raises(NotACrossEncoderError, match="3-label"):
+        Reranker(tiny_bert_3labels, device="cpu")
+
+
+def test_instances_share_one_model(tiny_bert: str) -> None:
+    a = Reranker(tiny_bert, device="cpu")
+    b = Reranker(tiny_bert + "/", device="cpu", normalize="sigmoid")
+    assert a.scorer is b.scorer
+    assert Reranker(tiny_bert, device="cpu", allow_pickle=True).scorer is not a.scorer
+
+
+def test_max_length_is_capped_at_the_models_positions(tiny_bert: str, caplog: pytest.LogCaptureFixture) -> None:
+    assert Reranker(tiny_bert, device="cpu").max_length == 128
+    with caplog.at_level(logging.WARNING):
+        assert Reranker(tiny_bert, device="cpu", max_length=1024).max_length == 128
+    assert "1024" in caplog.text
+    assert Reranker(tiny_bert, device="cpu", max_length=64).max_length == 64
+
+
+def test_long_documents_use_the_best_window(tiny_bert: str) -> None:
+    rr = Reranker(tiny_bert, device="cpu", max_length=64, window_overlap=8)
+    long_doc = " ".join(["The weather was mild and nothing happened."] * 40) + " Paris is the capital of France."
+    (score,) = rr.score(QUERY, [long_doc])
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    assert len(tokenizer(QUERY, long_doc)["input_ids"]) > 64  # really too long for one pass
+    # MaxP: the document's score is the best window's, each window scored by the plain model.
+    seen: list[tuple[str, str]] = []
+    original = rr.scorer.score_pairs
+
+    def recording(pairs):  # type: ignore[no-untyped-def]
+        seen.extend(pairs)
+        return original(pairs)
+
+    rr.scorer.score_pairs = recording  # type: ignore[method-assign]
+    try:
+        rr.score(QUERY, [long_doc])
+    finally:
+        del rr.scorer.score_pairs
+    windows = [w for _, w in seen]
+    assert len(windows) > 1
+    assert all(len(tokenizer(QUERY, w)["input_ids"]) <= 64 for w in windows)
+    assert all(w in long_doc for w in windows)
+    assert windows[-1].endswith("Paris is the capital of France.") or any(w.endswith("France.") for w in windows)
+    assert score == pytest.approx(max(reference_logits(tiny_bert, QUERY, windows)), abs=1e-4)
+    (cut,) = Reranker(tiny_bert, device="cpu", max_length=64, long_documents="truncate").score(QUERY, [long_doc])
+    assert cut == pytest.approx(reference_logits(tiny_bert, QUERY, [windows[0]])[0], abs=1e-4)
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="no folder"):
+        Reranker(str(tmp_path / "nope"))
+
+
+def test_hub_id_offline_names_the_fixes() -> None:
+    with pytest.raises(ModelNotFoundError) as info:
+        Reranker(DEFAULT_MODEL)
+    assert "local folder" in str(info.value)
+
+
+def test_bi_encoder_folder_is_refused(minilm_path: str) -> None:
+    with pytest.raises(NotACrossEncoderError, match="bi-encoder"):
+        Reranker(minilm_path)
+
+
+def test_tokenizer_without_model(tmp_path: Path, tiny_bert: str) -> None:
+    for f in Path(tiny_bert).iterdir():
+        if f.name.startswith("tokenizer"):
+            shutil.copy(f, tmp_path / f.name)
+    with pytest.raises(ModelLoadError, match="tokenizer but no model"):
+        Reranker(str(tmp_path))
+
+
+def test_corrupted_weights(tmp_path: Path, tiny_bert: str) -> None:
+    folder = tmp_path / "broken"
+    shutil.copytree(tiny_bert, folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ModelLoadError, match="damaged"):
+        Reranker(str(folder))
+
+
+def test_pickle_weights_need_opt_in(tmp_path: Path, tiny_bert: str) -> None:
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert)
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    for f in Path(tiny_bert).iterdir():
+        if f.name.startswith("tokenizer") or f.name == "config.json":
+            shutil.copy(f, folder / f.name)
+    with pytest.raises(ModelLoadError, match="allow_pickle=True"):
+        Reranker(str(folder))
+    rr = Reranker(str(folder), allow_pickle=True, device="cpu")
+    assert rr.score(QUERY, DOCS) == pytest.approx(reference_logits(tiny_bert, QUERY, DOCS), abs=1e-4)
+
+
+REMOTE_CODE = '''
+from transformers import BertForSequenceClassification
+
+class ShiftedBert(BertForSequenceClassification):
+    """A model with its own code: the logit plus 100."""
+
+    def forward(self, *args, **kwargs):
+        out = super().forward(*args, **kwargs)
+        out.logits = out.logits + 100.0
+        return out
+'''
+
+
+def test_remote_code_needs_explicit_trust(tmp_path: Path, tiny_bert: str) -> None:
+    folder = tmp_path / "custom"
+    shutil.copytree(tiny_bert, folder)
+    (folder / "modeling_shifted.py").write_text(REMOTE_CODE)
+    config = json.loads((folder / "config.json").read_text())
+    config["architectures"] = ["ShiftedBert"]
+    config["auto_map"] = {"AutoModelForSequenceClassification": "modeling_shifted.ShiftedBert"}
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(RemoteCodeRequiredError, match="trust_remote_code=True"):
+        Reranker(str(folder))
+    config["architectures"] = ["ShiftedBertForSequenceClassification"]
+    (folder / "config.json").write_text(json.dumps(config))
+    scores = Reranker(str(folder), trust_remote_code=True, device="cpu").score(QUERY, DOCS)
+    assert scores == pytest.approx([x + 100.0 for x in reference_logits(tiny_bert, QUERY, DOCS)], abs=1e-3)

@@ -1,0 +1,39 @@
+"""The scorer protocol every backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Scorer"]
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """What the engine needs from a backend.
+
+    Attributes:
+        name: A label for logs and results (the model id or folder).
+        max_length: The most tokens the model accepts for one (query, document) pair,
+            special tokens included.
+        num_special_tokens: Tokens the model adds around a pair (``[CLS] q [SEP] d [SEP]``: 3).
+    """
+
+    name: str
+    max_length: int
+    num_special_tokens: int
+
+    def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]] | None:
+        """Return, for each text, the character span of each of its tokens.
+
+        Special tokens are not included. ``None`` means the scorer cannot tokenize
+        (a remote service); the engine then sends texts whole.
+        """
+        ...
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        """Return the model's raw relevance logit for each (query, text) pair, in order.
+
+        The engine calls it with one batch at a time and never with an empty list.
+        """
+        ...

@@ -1,0 +1,121 @@
+"""The engine's configuration: one frozen dataclass, validated when it is built."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from xrerank_core._exceptions import ConfigError
+
+__all__ = ["DEFAULT_MODEL", "LongDocuments", "Normalize", "RerankerConfig"]
+
+DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
+"""The model a :class:`~xrerank_core.Reranker` loads when none is named."""
+
+Normalize = Literal["none", "sigmoid"]
+LongDocuments = Literal["maxp", "truncate"]
+
+_BACKENDS = ("auto", "torch")
+_DEVICES_PREFIXES = ("auto", "cpu", "cuda", "mps")
+
+
+def _positive_int(name: str, value: object, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        msg = f"{name} must be a positive integer, got {value!r}"
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class RerankerConfig:
+    """How a :class:`~xrerank_core.Reranker` loads its model and scores documents.
+
+    Attributes:
+        model: A Hugging Face hub id, a local folder, or the short name of a model
+            that ships with xrerank.
+        backend: ``"torch"`` (sentence-transformers) or ``"auto"`` (the fastest installed).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"``.
+        max_length: Tokens per (query, document) pair. ``None`` uses the model's own
+            limit (at most 512); a larger value is capped at the model's limit.
+        batch_size: Pairs per forward pass.
+        max_batch_tokens: Optional cap on the tokens in one forward pass, so memory stays
+            flat whatever the document lengths; ``None`` caps by ``batch_size`` only.
+        normalize: ``"none"`` returns the model's raw logit; ``"sigmoid"`` maps it to (0, 1).
+        long_documents: ``"maxp"`` splits a document longer than ``max_length`` into
+            overlapping windows and keeps the best window's score; ``"truncate"`` scores
+            only its beginning.
+        window_overlap: Tokens shared by consecutive windows (``"maxp"``).
+        max_query_tokens: Longest query, in tokens; a longer query is cut (with a logged
+            warning). ``None`` allows half of ``max_length``.
+        trust_remote_code: Allow models that ship their own Python code (e.g. Jina).
+        allow_pickle: Allow pickle weight files (``pytorch_model.bin``); by default only
+            safetensors load, because unpickling runs arbitrary code.
+        show_progress: Progress bar on long jobs; ``None`` shows it only on a terminal.
+    """
+
+    model: str = DEFAULT_MODEL
+    backend: str = "auto"
+    device: str = "auto"
+    max_length: int | None = None
+    batch_size: int = 32
+    max_batch_tokens: int | None = None
+    normalize: Normalize = "none"
+    long_documents: LongDocuments = "maxp"
+    window_overlap: int = 64
+    max_query_tokens: int | None = None
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    show_progress: bool | None = None
+
+    def __post_init__(self) -> None:
+        """Validate every field; raise :class:`ConfigError` naming the bad one."""
+        if not isinstance(self.model, str) or not self.model.strip():
+            msg = f"model must be a hub id, a folder or a short name, got {self.model!r}"
+            raise ConfigError(msg)
+        if self.backend not in _BACKENDS:
+            msg = f"backend must be one of {', '.join(_BACKENDS)}; got {self.backend!r}"
+            raise ConfigError(msg)
+        if not isinstance(self.device, str) or not self.device.startswith(_DEVICES_PREFIXES):
+            msg = f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {self.device!r}"
+            raise ConfigError(msg)
+        _positive_int("batch_size", self.batch_size)
+        _positive_int("max_length", self.max_length, allow_none=True)
+        _positive_int("max_batch_tokens", self.max_batch_tokens, allow_none=True)
+        _positive_int("max_query_tokens", self.max_query_tokens, allow_none=True)
+        if isinstance(self.window_overlap, bool) or not isinstance(self.window_overlap, int) or self.window_overlap < 0:
+            msg = f"window_overlap must be an integer >= 0, got {self.window_overlap!r}"
+            raise ConfigError(msg)
+        if self.normalize not in ("none", "sigmoid"):
+            msg = f"normalize must be 'none' or 'sigmoid', got {self.normalize!r}"
+            raise ConfigError(msg)
+        if self.long_documents not in ("maxp", "truncate"):
+            msg = f"long_documents must be 'maxp' or 'truncate', got {self.long_documents!r}"
+            raise ConfigError(msg)
+        if self.max_length is not None and self.max_length < 16:
+            msg = f"max_length must be at least 16 tokens, got {self.max_length}"
+            raise ConfigError(msg)
+
+
+def validate_top_n(top_n: object) -> int | None:
+    """Check ``top_n`` (``None`` or an integer >= 1) and return it."""
+    if top_n is None:
+        return None
+    if isinstance(top_n, bool) or not isinstance(top_n, int):
+        msg = f"top_n must be None or an integer >= 1, got {top_n!r}"
+        raise ConfigError(msg)
+    if top_n < 1:
+        msg = f"top_n must be >= 1 (or None to keep every document), got {top_n}"
+        raise ConfigError(msg)
+    return top_n
+
+
+def validate_threshold(threshold: object) -> float | None:
+    """Check ``score_threshold`` (``None`` or a finite number) and return it as a float."""
+    if threshold is None:
+        return None
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
+        msg = f"score_threshold must be None or a finite number, got {threshold!r}"
+        raise ConfigError(msg)
+    return float(threshold)

@@ -1,0 +1,303 @@
+"""The reranking engine: everything between "a query and some texts" and "ranked results"."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from xrerank_core._backends import Scorer
+from xrerank_core._config import DEFAULT_MODEL, RerankerConfig, validate_threshold, validate_top_n
+from xrerank_core._exceptions import ConfigError, InputError, InputTypeError, ScoringError
+from xrerank_core._models import get_scorer
+from xrerank_core._text import split_windows
+
+__all__ = ["Ranked", "Reranker"]
+
+logger = logging.getLogger(__name__)
+
+# Tokens kept free in each window, because a window's text re-tokenized next to the
+# query can take a token or two more than its span did alone.
+_WINDOW_SLACK = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    """One reranked input.
+
+    Attributes:
+        index: Position of the text in the input list.
+        score: The score the user sees (raw logit, or probability with ``normalize="sigmoid"``).
+        text: The input text, unchanged.
+    """
+
+    index: int
+    score: float
+    text: str
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def _check_query(query: object) -> str:
+    if not isinstance(query, str):
+        msg = f"query must be a string, got {type(query).__name__}"
+        raise InputTypeError(msg)
+    if not query.strip():
+        msg = "query is empty (or only whitespace); there is nothing to rank against"
+        raise InputError(msg)
+    return query
+
+
+def _check_texts(texts: object) -> list[str]:
+    if isinstance(texts, str | bytes):
+        msg = "texts must be a list of strings, got a single string; wrap it in a list"
+        raise InputTypeError(msg)
+    if not isinstance(texts, Sequence):
+        msg = f"texts must be a sequence of strings, got {type(texts).__name__}"
+        raise InputTypeError(msg)
+    out = list(texts)
+    for i, t in enumerate(out):
+        if not isinstance(t, str):
+            msg = f"document {i} is a {type(t).__name__}, not a string"
+            raise InputTypeError(msg)
+    return out
+
+
+class Reranker:
+    """A cross-encoder reranker: load once, then score and rank many queries.
+
+    Example:
+        >>> rr = Reranker("cross-encoder/ms-marco-MiniLM-L-6-v2")  # doctest: +SKIP
+        >>> [r.index for r in rr.rerank("capital of France", ["Berlin ...", "Paris ..."], top_n=1)]  # doctest: +SKIP
+        [1]
+
+    The model is loaded when the ``Reranker`` is built, and shared with every other
+    ``Reranker`` of the same model, backend and device. Instances are thread-safe;
+    :meth:`arerank` runs in a worker thread so it never blocks the event loop.
+    """
+
+    def __init__(
+        self,
+        model: str | Scorer = DEFAULT_MODEL,
+        *,
+        config: RerankerConfig | None = None,
+        **options: Any,
+    ) -> None:
+        """Load (or reuse) the model.
+
+        Args:
+            model: A hub id, a local folder, the short name of a bundled model, or a
+                ready :class:`~xrerank_core.Scorer`.
+            config: A full configuration (``model`` and ``options`` then override it).
+            **options: Any field of :class:`RerankerConfig`: ``backend``, ``device``,
+                ``max_length``, ``batch_size``, ``normalize``, ``long_documents``, ...
+
+        Raises:
+            ConfigError: An option is invalid.
+            ModelLoadError: The model could not be loaded (see its subclasses).
+        """
+        base = config or RerankerConfig()
+        unknown = set(options) - set(RerankerConfig.__dataclass_fields__) - {"model"}
+        if unknown:
+            fields = ", ".join(sorted(set(RerankerConfig.__dataclass_fields__) - {"model"}))
+            msg = f"unknown option(s) {', '.join(sorted(unknown))}; the options are: {fields}"
+            raise ConfigError(msg)
+        if isinstance(model, str):
+            self.config = replace(base, model=model, **options)
+            self.scorer: Scorer = get_scorer(self.config)
+        else:
+            if not isinstance(model, Scorer):
+                msg = f"model must be a name, a folder or a Scorer, got {type(model).__name__}"
+                raise InputTypeError(msg)
+            self.config = replace(base, model=model.name, **options)
+            self.scorer = model
+        limit = self.scorer.max_length
+        wanted = self.config.max_length
+        if wanted is not None and wanted > limit:
+            logger.warning("max_length=%d is more than %s accepts; using %d", wanted, self.config.model, limit)
+        self.max_length = min(wanted or 512, limit)
+
+    def __repr__(self) -> str:
+        """Show the model and the settings that change scores."""
+        c = self.config
+        return (
+            f"Reranker(model={c.model!r}, backend={c.backend!r}, max_length={self.max_length}, "
+            f"normalize={c.normalize!r}, long_documents={c.long_documents!r})"
+        )
+
+    # -- public API ---------------------------------------------------------------
+
+    def score(self, query: str, texts: Sequence[str]) -> list[float]:
+        """Score each text against ``query``.
+
+        Args:
+            query: The question or search query.
+            texts: The documents, as strings.
+
+        Returns:
+            One Python float per text, in input order (normalised if configured).
+
+        Raises:
+            InputError: An empty query; :class:`InputTypeError` for a non-string.
+            ScoringError: The model produced NaN or infinite scores.
+        """
+        query = _check_query(query)
+        docs = _check_texts(texts)
+        if not docs:
+            return []
+        raw = self._score_raw(query, docs)
+        if self.config.normalize == "sigmoid":
+            return [_sigmoid(x) for x in raw]
+        return raw
+
+    def rerank(
+        self,
+        query: str,
+        texts: Sequence[str],
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+    ) -> list[Ranked]:
+        """Rank ``texts`` by relevance to ``query``, best first.
+
+        Args:
+            query: The question or search query.
+            texts: The documents, as strings.
+            top_n: Keep at most this many (``None``: all).
+            score_threshold: Drop texts scoring below this (compared with the score
+                the user sees, before the cut to ``top_n``).
+
+        Returns:
+            :class:`Ranked` items, best first; equal scores keep input order.
+        """
+        top_n = validate_top_n(top_n)
+        threshold = validate_threshold(score_threshold)
+        scores = self.score(query, texts)
+        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+        ranked = [Ranked(i, scores[i], texts[i]) for i in order]
+        if threshold is not None:
+            ranked = [r for r in ranked if r.score >= threshold]
+        return ranked if top_n is None else ranked[:top_n]
+
+    async def ascore(self, query: str, texts: Sequence[str]) -> list[float]:
+        """Like :meth:`score`, in a worker thread so the event loop keeps running."""
+        return await asyncio.to_thread(self.score, query, texts)
+
+    async def arerank(
+        self,
+        query: str,
+        texts: Sequence[str],
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+    ) -> list[Ranked]:
+        """Like :meth:`rerank`, in a worker thread so the event loop keeps running."""
+        return await asyncio.to_thread(self.rerank, query, texts, top_n, score_threshold)
+
+    # -- internals ----------------------------------------------------------------
+
+    def _prepare_query(self, query: str) -> tuple[str, int]:
+        offsets = self.scorer.token_offsets([query])
+        if offsets is None:
+            return query, 0
+        spans = offsets[0]
+        limit = self.config.max_query_tokens or self.max_length // 2
+        limit = min(limit, self.max_length // 2)
+        if len(spans) > limit:
+            logger.warning("the query has %d tokens; only its first %d are used (max_query_tokens)", len(spans), limit)
+            return query[: spans[limit - 1][1]], limit
+        return query, len(spans)
+
+    def _windows(self, query_tokens: int, docs: list[str]) -> tuple[list[str], list[int], list[list[int]]]:
+        """Unique windows to score, their token counts, and each document's window ids."""
+        all_offsets = self.scorer.token_offsets(docs)
+        budget = self.max_length - self.scorer.num_special_tokens - query_tokens - _WINDOW_SLACK
+        budget = max(budget, 8)
+        window_ids: dict[str, int] = {}
+        windows: list[str] = []
+        lengths: list[int] = []
+        per_doc: list[list[int]] = []
+        truncate = self.config.long_documents == "truncate"
+        n_split = 0
+        for d, doc in enumerate(docs):
+            if all_offsets is None:
+                pieces = [(doc, len(doc) // 4)]
+            else:
+                pieces = split_windows(doc, all_offsets[d], budget, self.config.window_overlap, truncate=truncate)
+                n_split += len(all_offsets[d]) > budget
+            ids = []
+            for text, n_tokens in pieces:
+                wid = window_ids.get(text)
+                if wid is None:
+                    wid = window_ids[text] = len(windows)
+                    windows.append(text)
+                    lengths.append(n_tokens)
+                ids.append(wid)
+            per_doc.append(ids)
+        if n_split:
+            how = "truncated to their first window" if truncate else "split into windows (MaxP)"
+            logger.debug("%d of %d documents are longer than %d tokens: %s", n_split, len(docs), budget, how)
+        return windows, lengths, per_doc
+
+    def _batches(self, order: list[int], lengths: list[int], query_tokens: int) -> Iterator[list[int]]:
+        """Group window ids (sorted longest first) by ``batch_size`` and ``max_batch_tokens``."""
+        size, budget = self.config.batch_size, self.config.max_batch_tokens
+        batch: list[int] = []
+        longest = 0
+        for wid in order:
+            n = lengths[wid] + query_tokens + self.scorer.num_special_tokens
+            # Padding makes a batch cost len(batch) * its longest member.
+            if batch and (len(batch) >= size or (budget is not None and (len(batch) + 1) * max(longest, n) > budget)):
+                yield batch
+                batch, longest = [], 0
+            batch.append(wid)
+            longest = max(longest, n)
+        if batch:
+            yield batch
+
+    def _score_raw(self, query: str, docs: list[str]) -> list[float]:
+        """Raw logits per document: dedupe, window, sort by length, batch, score, take the max."""
+        unique: dict[str, int] = {}
+        doc_ids = [unique.setdefault(d, len(unique)) for d in docs]
+        unique_docs = list(unique)
+        query, query_tokens = self._prepare_query(query)
+        windows, lengths, per_doc = self._windows(query_tokens, unique_docs)
+        order = sorted(range(len(windows)), key=lambda w: -lengths[w])
+        window_scores = [0.0] * len(windows)
+        batches = list(self._batches(order, lengths, query_tokens))
+        for batch in self._progress(batches, len(windows)):
+            scores = self.scorer.score_pairs([(query, windows[w]) for w in batch])
+            if len(scores) != len(batch):
+                msg = f"the scorer returned {len(scores)} scores for {len(batch)} pairs"
+                raise ScoringError(msg)
+            for w, s in zip(batch, scores, strict=True):
+                if not math.isfinite(s):
+                    msg = (
+                        f"the model returned {s} for a document; its weights may be damaged, or it "
+                        "overflowed in reduced precision (try a float32 device/backend)"
+                    )
+                    raise ScoringError(msg)
+                window_scores[w] = float(s)
+        per_unique = [max(window_scores[w] for w in ids) for ids in per_doc]
+        return [per_unique[u] for u in doc_ids]
+
+    def _progress(self, batches: list[list[int]], n_pairs: int) -> Iterator[list[int]]:
+        show = self.config.show_progress
+        if show is None:
+            show = len(batches) > 50 and sys.stderr.isatty()
+        if not show:
+            yield from batches
+            return
+        from tqdm.auto import tqdm
+
+        with tqdm(total=n_pairs, desc="reranking", unit="pair") as bar:
+            for batch in batches:
+                yield batch
+                bar.update(len(batch))

@@ -1,0 +1,89 @@
+"""Model resolution and sharing.
+
+A model is named by a Hugging Face hub id, a local folder, or the short name of a
+model that ships with xrerank. Loaded scorers are shared: every
+:class:`~xrerank_core.Reranker` that names the same (model, backend, device, options)
+uses one instance, held weakly, so it is freed when the last user goes away.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from pathlib import Path
+
+from xrerank_core._backends import Scorer
+from xrerank_core._config import RerankerConfig
+from xrerank_core._exceptions import ModelNotFoundError
+
+__all__ = ["bundled_models", "get_scorer", "resolve_model"]
+
+logger = logging.getLogger(__name__)
+
+_BUNDLED_ROOT = Path(__file__).resolve().parent / "models"
+
+_cache: weakref.WeakValueDictionary[tuple[object, ...], Scorer] = weakref.WeakValueDictionary()
+_cache_lock = threading.Lock()
+_key_locks: dict[tuple[object, ...], threading.Lock] = {}
+
+
+def bundled_models() -> dict[str, Path]:
+    """The cross-encoders that ship with xrerank, by short name, and their folders."""
+    if not _BUNDLED_ROOT.is_dir():
+        return {}
+    return {
+        f"xrerank/{p.name}": p for p in sorted(_BUNDLED_ROOT.iterdir()) if p.is_dir() and (p / "config.json").is_file()
+    }
+
+
+def resolve_model(model: str) -> str:
+    """Map a short name of a bundled model to its folder; return anything else unchanged."""
+    bundled = bundled_models()
+    if model in bundled:
+        return str(bundled[model])
+    if model.startswith("xrerank/") and not Path(model).exists():
+        names = ", ".join(bundled) or "none installed"
+        msg = f"no bundled model named {model!r}; the bundled models are: {names}"
+        raise ModelNotFoundError(msg)
+    return model
+
+
+def _device_key(device: str) -> str:
+    from xrerank_core._backends._torch import resolve_device
+
+    return resolve_device(device)
+
+
+def get_scorer(config: RerankerConfig) -> Scorer:
+    """Return the shared scorer for ``config``, loading it on first use.
+
+    Two threads asking for the same model at once load it once.
+    """
+    path = resolve_model(config.model)
+    folder = Path(path).expanduser()
+    model_key = str(folder.resolve()) if folder.is_dir() else path
+    backend = "torch" if config.backend == "auto" else config.backend
+    key = (model_key, backend, _device_key(config.device), config.trust_remote_code, config.allow_pickle)
+    with _cache_lock:
+        scorer = _cache.get(key)
+        if scorer is not None:
+            return scorer
+        key_lock = _key_locks.setdefault(key, threading.Lock())
+    with key_lock:
+        with _cache_lock:
+            scorer = _cache.get(key)
+        if scorer is not None:
+            return scorer
+        from xrerank_core._backends._torch import TorchScorer
+
+        logger.info("loading %s (backend=%s, device=%s)", path, backend, key[2])
+        scorer = TorchScorer(
+            path,
+            device=str(key[2]),
+            trust_remote_code=config.trust_remote_code,
+            allow_pickle=config.allow_pickle,
+        )
+        with _cache_lock:
+            _cache[key] = scorer
+        return scorer
