@@ -9,8 +9,9 @@ TORCH="${XRERANK_TORCH:-torch==2.13.0}"
 stamp=.venv/.xrerank-setup
 want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
+quiet() { "$@" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }; }
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade "pip>=25.1"
-.venv/bin/python -m pip install -q "$TORCH"
-.venv/bin/python -m pip install -q -e ".[all]" --group dev
+quiet .venv/bin/python -m pip install -q --upgrade "pip>=25.1"
+quiet .venv/bin/python -m pip install -q "$TORCH"
+quiet .venv/bin/python -m pip install -q -e ".[all]" --group dev
 echo "$want" > "$stamp"
