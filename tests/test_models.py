@@ -185,3 +185,14 @@ def test_remote_code_needs_explicit_trust(tmp_path: Path, tiny_bert: str) -> Non
     (folder / "config.json").write_text(json.dumps(config))
     scores = Reranker(str(folder), trust_remote_code=True, device="cpu").score(QUERY, DOCS)
     assert scores == pytest.approx([x + 100.0 for x in reference_logits(tiny_bert, QUERY, DOCS)], abs=1e-3)
+
+
+def test_half_precision_files_load_as_float32_on_cpu(tmp_path: Path, tiny_bert: str) -> None:
+    folder = tmp_path / "half"
+    AutoModelForSequenceClassification.from_pretrained(tiny_bert).half().save_pretrained(folder)
+    for f in Path(tiny_bert).iterdir():
+        if f.name.startswith("tokenizer"):
+            shutil.copy(f, folder / f.name)
+    rr = Reranker(str(folder), device="cpu")
+    assert rr.scorer._model.model.dtype == torch.float32  # type: ignore[attr-defined]
+    assert rr.score(QUERY, DOCS) == pytest.approx(reference_logits(tiny_bert, QUERY, DOCS), abs=2e-2)

@@ -17,6 +17,7 @@ Normalize = Literal["none", "sigmoid"]
 LongDocuments = Literal["maxp", "truncate"]
 
 _BACKENDS = ("auto", "torch")
+_DTYPES = ("auto", "float32", "float16", "bfloat16")
 _DEVICES_PREFIXES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -37,6 +38,8 @@ class RerankerConfig:
             that ships with xrerank.
         backend: ``"torch"`` (sentence-transformers) or ``"auto"`` (the fastest installed).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"``.
+        dtype: Weights' precision: ``"auto"`` (float32 on CPU and MPS, float16 on CUDA),
+            ``"float32"``, ``"float16"`` or ``"bfloat16"``.
         max_length: Tokens per (query, document) pair. ``None`` uses the model's own
             limit (at most 512); a larger value is capped at the model's limit.
         batch_size: Pairs per forward pass.
@@ -58,6 +61,7 @@ class RerankerConfig:
     model: str = DEFAULT_MODEL
     backend: str = "auto"
     device: str = "auto"
+    dtype: str = "auto"
     max_length: int | None = None
     batch_size: int = 32
     max_batch_tokens: int | None = None
@@ -79,6 +83,9 @@ class RerankerConfig:
             raise ConfigError(msg)
         if not isinstance(self.device, str) or not self.device.startswith(_DEVICES_PREFIXES):
             msg = f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {self.device!r}"
+            raise ConfigError(msg)
+        if self.dtype not in _DTYPES:
+            msg = f"dtype must be one of {', '.join(_DTYPES)}; got {self.dtype!r}"
             raise ConfigError(msg)
         _positive_int("batch_size", self.batch_size)
         _positive_int("max_length", self.max_length, allow_none=True)

@@ -64,7 +64,11 @@ def get_scorer(config: RerankerConfig) -> Scorer:
     folder = Path(path).expanduser()
     model_key = str(folder.resolve()) if folder.is_dir() else path
     backend = "torch" if config.backend == "auto" else config.backend
-    key = (model_key, backend, _device_key(config.device), config.trust_remote_code, config.allow_pickle)
+    device = _device_key(config.device)
+    dtype = config.dtype
+    if dtype == "auto":
+        dtype = "float16" if device.startswith("cuda") else "float32"
+    key = (model_key, backend, device, dtype, config.trust_remote_code, config.allow_pickle)
     with _cache_lock:
         scorer = _cache.get(key)
         if scorer is not None:
@@ -77,10 +81,11 @@ def get_scorer(config: RerankerConfig) -> Scorer:
             return scorer
         from xrerank_core._backends._torch import TorchScorer
 
-        logger.info("loading %s (backend=%s, device=%s)", path, backend, key[2])
+        logger.info("loading %s (backend=%s, device=%s, dtype=%s)", path, backend, device, dtype)
         scorer = TorchScorer(
             path,
-            device=str(key[2]),
+            device=device,
+            dtype=dtype,
             trust_remote_code=config.trust_remote_code,
             allow_pickle=config.allow_pickle,
         )

@@ -24,10 +24,16 @@ __all__ = ["TorchScorer", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
-_HUB_HINT = (
-    "If this machine cannot reach the Hugging Face hub, pass the path of a local folder that holds "
-    "the model, or use the cross-encoder that ships with xrerank (see xrerank_core.bundled_models())."
-)
+
+def _hub_hint() -> str:
+    from xrerank_core._models import bundled_models
+
+    shipped = ", ".join(repr(n) for n in bundled_models())
+    ships = f"the cross-encoder that ships with xrerank ({shipped})" if shipped else "a bundled model"
+    return (
+        "If this machine cannot reach the Hugging Face hub, pass the path of a local folder that holds "
+        f"the model, or use {ships}, which loads with no network."
+    )
 
 
 def resolve_device(device: str) -> str:
@@ -118,6 +124,7 @@ class TorchScorer:
         model: str,
         *,
         device: str = "auto",
+        dtype: str = "float32",
         trust_remote_code: bool = False,
         allow_pickle: bool = False,
         local_files_only: bool = False,
@@ -127,6 +134,7 @@ class TorchScorer:
         Args:
             model: A hub id or a local folder.
             device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"``.
+            dtype: ``"float32"``, ``"float16"`` or ``"bfloat16"``, whatever the file holds.
             trust_remote_code: Allow the model's own Python code to run.
             allow_pickle: Allow ``pytorch_model.bin`` weights.
             local_files_only: Never contact the hub.
@@ -152,7 +160,9 @@ class TorchScorer:
         elif _looks_like_path(model):
             msg = f"no folder at {model!r}; pass the folder a cross-encoder was saved to, or a hub id"
             raise ModelNotFoundError(msg)
-        model_kwargs: dict[str, Any] = {} if allow_pickle else {"use_safetensors": True}
+        model_kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
+        if not allow_pickle:
+            model_kwargs["use_safetensors"] = True
         try:
             self._model = CrossEncoder(
                 str(folder) if folder.is_dir() else model,
@@ -248,7 +258,7 @@ def _translate_load_error(model: str, folder: Path, exc: Exception) -> Exception
         msg = f"could not load the model in {folder}: {text}"
         return ModelLoadError(msg)
     if isinstance(exc, OSError):
-        msg = f"could not load {model!r} from the Hugging Face hub ({text.splitlines()[0]}). {_HUB_HINT}"
+        msg = f"could not load {model!r} from the Hugging Face hub ({text.splitlines()[0]}). {_hub_hint()}"
         return ModelNotFoundError(msg)
     msg = f"could not load {model!r}: {text}"
     return ModelLoadError(msg)
