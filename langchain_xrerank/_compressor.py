@@ -53,6 +53,10 @@ class XRerankCompressor(BaseDocumentCompressor):
     """If set, metadata key that receives the document's 1-based position in the input
     (its first-stage rank)."""
 
+    first_stage_score_key: str | None = None
+    """Metadata key holding the first stage's score (higher is better), passed to the
+    reranker's ``fusion``; without it, fusion uses the input order."""
+
     metadata_keys: Sequence[str] = ()
     """Metadata fields written before the text the model reads (``"title: ...\\n"``);
     empty by default: the model reads ``page_content`` only."""
@@ -86,6 +90,12 @@ class XRerankCompressor(BaseDocumentCompressor):
         keys = self.metadata_keys
         return [with_metadata(d.page_content, d.metadata, keys) if keys else d.page_content for d in documents]
 
+    def _first_stage(self, documents: Sequence[Document]) -> list[float] | None:
+        key = self.first_stage_score_key
+        if key is None or not all(isinstance(d.metadata.get(key), int | float) for d in documents):
+            return None
+        return [float(d.metadata[key]) for d in documents]
+
     def _to_documents(self, documents: Sequence[Document], ranked: list[Ranked]) -> list[Document]:
         out = []
         for r in ranked:
@@ -104,7 +114,9 @@ class XRerankCompressor(BaseDocumentCompressor):
     ) -> Sequence[Document]:
         """Rerank ``documents`` for ``query``; return the best ``top_n`` as new documents."""
         docs = list(documents)
-        ranked = self._reranker.rerank(query, self._texts(docs), self.top_n, self.score_threshold)
+        ranked = self._reranker.rerank(
+            query, self._texts(docs), self.top_n, self.score_threshold, self._first_stage(docs)
+        )
         return self._to_documents(docs, ranked)
 
     async def acompress_documents(
@@ -115,5 +127,7 @@ class XRerankCompressor(BaseDocumentCompressor):
     ) -> Sequence[Document]:
         """Async :meth:`compress_documents`; scoring runs in a worker thread."""
         docs = list(documents)
-        ranked = await self._reranker.arerank(query, self._texts(docs), self.top_n, self.score_threshold)
+        ranked = await self._reranker.arerank(
+            query, self._texts(docs), self.top_n, self.score_threshold, self._first_stage(docs)
+        )
         return self._to_documents(docs, ranked)

