@@ -63,3 +63,54 @@ def test_bad_training_input(tmp_path: Path, tiny_bert: str) -> None:
     bad.write_text('{"query": "q"}\n')
     with pytest.raises(InputError, match="positive"):
         train(TrainConfig(base=tiny_bert, data=str(bad), output=str(tmp_path / "o"), max_steps=1))
+
+
+def _beir_folder(folder: Path) -> tuple[Path, Path]:
+    """A small BEIR folder (fruit facts) and a TREC run to mine negatives from."""
+    rng = random.Random(1)
+    (folder / "qrels").mkdir(parents=True)
+    docs = {f"d{i}": (f"{w} facts {i}", f"The {w} is a fruit; note {i}.") for i, w in enumerate(FRUIT * 4)}
+    (folder / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": d, "title": t, "text": x}) + "\n" for d, (t, x) in docs.items())
+    )
+    queries = {f"q{i}": f"tell me about {w}" for i, w in enumerate(FRUIT * 3)}
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in queries.items()))
+    qrels, run = ["query-id\tcorpus-id\tscore"], []
+    for q, text in queries.items():
+        fruit = text.rsplit(" ", 1)[1]
+        relevant = [d for d, (t, _) in docs.items() if t.startswith(fruit)]
+        qrels += [f"{q}\t{d}\t1" for d in relevant[:2]]
+        ranked = relevant[:2] + rng.sample([d for d in docs if d not in relevant], 12)
+        rng.shuffle(ranked)
+        run += [f"{q} Q0 {d} {r} {20 - r} mined" for r, d in enumerate(ranked, 1)]
+    (folder / "qrels" / "train.tsv").write_text("\n".join(qrels) + "\n")
+    (folder / "run.txt").write_text("\n".join(run) + "\n")
+    return folder, folder / "run.txt"
+
+
+def test_training_on_a_beir_folder_keeps_a_dev_split_and_chooses_fusion(tmp_path: Path, tiny_bert: str) -> None:
+    folder, run = _beir_folder(tmp_path / "fruit")
+    result = train(
+        TrainConfig(
+            base=tiny_bert,
+            data=str(folder),
+            output=str(tmp_path / "out"),
+            run_file=str(run),
+            dev_queries=6,
+            dev_candidates=10,
+            negative_ranks=(0, 14),
+            hard_negatives=2,
+            max_steps=6,
+            batch_size=4,
+            eval_steps=3,
+            max_length=32,
+            device="cpu",
+        )
+    )
+    assert result.train_groups == 2 * (30 - 6)  # two judged positives per training query
+    assert result.dev_first_stage is not None and result.dev_best is not None and result.dev_final is not None
+    recorded = json.loads((tmp_path / "out" / "xrerank.json").read_text())
+    assert recorded["fusion_weight"] == result.fusion_weight
+    assert len(recorded["dev_ndcg@10_by_weight"]) == 21
+    assert max(recorded["dev_ndcg@10_by_weight"].values()) == pytest.approx(result.dev_fused, abs=1e-4)
+    assert Reranker(str(tmp_path / "out"), device="cpu", fusion="zscore").fusion_weight == result.fusion_weight

@@ -2,6 +2,11 @@
 
 xrerank rerank --model M --query Q [FILE]     rank the lines of FILE (or stdin)
 xrerank train  --base B --data D --output O   fine-tune a cross-encoder
+xrerank eval   --dataset D [--model M | --no-rerank] [--first-stage S] [--candidates 100]
+               [--top-n 10] [--queries N] [--output DIR]
+                                              quality before/after reranking, latency, memory
+xrerank demo   [--framework langchain|llamaindex] [--question Q] [--k 100] [--top-n 10] [--no-rerank] ...
+                                              the two-stage chatbot over SciFact (needs xrerank[demo])
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import typing
 from collections.abc import Sequence
 
 from xrerank_core._config import DEFAULT_MODEL
-from xrerank_core._exceptions import XRerankError
+from xrerank_core._exceptions import XRerankError, missing_dependency
 
 __all__ = ["main"]
 
@@ -94,6 +99,30 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="the two-stage chatbot: Chroma retrieves 100 SciFact abstracts, the reranker keeps 10",
+        description="Run the demo chatbot. Options after --framework go to the demo; see "
+        "`xrerank demo --framework langchain --help`.",
+        add_help=False,
+    )
+    p.add_argument("--framework", choices=["langchain", "llamaindex"], default="langchain")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    # The demo lives in its own package: the engine itself never imports a framework.
+    try:
+        if args.framework == "langchain":
+            from xrerank_demo.langchain_app import main as demo_main
+        else:
+            from xrerank_demo.llamaindex_app import main as demo_main
+    except ImportError as exc:
+        raise missing_dependency(exc.name or "the demo's frameworks", "demo", exc) from exc
+    return demo_main(args.demo_args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = argparse.ArgumentParser(prog="xrerank", description="Cross-encoder reranking for RAG.")
@@ -101,7 +130,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_rerank(sub)
     _add_train(sub)
-    args = parser.parse_args(argv)
+    from xrerank_core.eval._cli import add_eval_parser  # light: heavy imports happen when eval runs
+
+    add_eval_parser(sub)
+    _add_demo(sub)
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "demo":
+        args.demo_args = extra  # everything else belongs to the demo's own parser
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -43,7 +43,7 @@ from xrerank_core.eval import (
     read_trec_run,
 )
 
-__all__ = ["TrainConfig", "TrainResult", "train"]
+__all__ = ["TrainConfig", "TrainResult", "choose_fusion_weight", "select_fusion", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +145,9 @@ class TrainResult:
         steps: Optimiser steps taken.
         seconds: Wall time of the training itself.
         losses: Training loss as logged, ``(step, loss)``.
+        dev_final: Dev nDCG@10 of the saved model.
+        fusion_weight: The z-score fusion weight chosen on dev (also in ``xrerank.json``).
+        dev_fused: Dev nDCG@10 with that fusion.
     """
 
     output: Path
@@ -155,6 +158,9 @@ class TrainResult:
     steps: int
     seconds: float
     losses: list[tuple[int, float]]
+    dev_final: float | None = None
+    fusion_weight: float | None = None
+    dev_fused: float | None = None
 
 
 # -- data -------------------------------------------------------------------------
@@ -296,12 +302,10 @@ class _DevEvaluator:
         self.evaluator = Evaluator()
 
 
-def _rerank_ndcg(
-    model: Any,
-    queries: Mapping[str, str],
-    qrels: Mapping[str, Mapping[str, int]],
-    candidates: Mapping[str, list[Candidate]],
-) -> float:
+def _dev_run(
+    model: Any, queries: Mapping[str, str], candidates: Mapping[str, list[Candidate]]
+) -> dict[str, dict[str, float]]:
+    """The cross-encoder's raw logits for every dev candidate, as a run."""
     import torch
 
     pairs, keys = [], []
@@ -313,7 +317,92 @@ def _rerank_ndcg(
     run: dict[str, dict[str, float]] = {}
     for (qid, docid), s in zip(keys, scores, strict=True):
         run.setdefault(qid, {})[docid] = float(s)
-    return float(evaluate_run(qrels, run, "ndcg@10").mean["ndcg@10"])
+    return run
+
+
+def _rerank_ndcg(
+    model: Any,
+    queries: Mapping[str, str],
+    qrels: Mapping[str, Mapping[str, int]],
+    candidates: Mapping[str, list[Candidate]],
+) -> float:
+    return float(evaluate_run(qrels, _dev_run(model, queries, candidates), "ndcg@10").mean["ndcg@10"])
+
+
+FUSION_GRID = tuple(i / 20 for i in range(21))
+"""Cross-encoder weights tried when choosing the fusion weight on dev (0, 0.05, ..., 1)."""
+
+
+def choose_fusion_weight(
+    run: Mapping[str, Mapping[str, float]],
+    candidates: Mapping[str, list[Candidate]],
+    qrels: Mapping[str, Mapping[str, int]],
+    method: str = "zscore",
+) -> tuple[float, dict[float, float]]:
+    """Pick the fusion weight with the best dev nDCG@10 (ties: the larger weight).
+
+    Args:
+        run: The cross-encoder's scores for the dev candidates.
+        candidates: The dev candidates, with their first-stage scores.
+        qrels: Dev judgments.
+        method: ``"zscore"`` or ``"rrf"``.
+
+    Returns:
+        The chosen weight and the nDCG@10 of every weight tried.
+    """
+    from xrerank_core._fusion import fuse
+
+    table: dict[float, float] = {}
+    for w in FUSION_GRID:
+        fused: dict[str, dict[str, float]] = {}
+        for qid, cands in candidates.items():
+            model = [run[qid][c.docid] for c in cands]
+            scores = fuse(model, [c.score for c in cands], method, w)  # type: ignore[arg-type]
+            fused[qid] = {c.docid: s for c, s in zip(cands, scores, strict=True)}
+        table[w] = float(evaluate_run(qrels, fused, "ndcg@10").mean["ndcg@10"])
+    best = max(table, key=lambda w: (round(table[w], 10), w))
+    return best, table
+
+
+def _write_fusion(folder: Path, weight: float, table: dict[float, float], n_queries: int, k: int) -> None:
+    record = {
+        "fusion": "zscore",
+        "fusion_weight": weight,
+        "chosen_on": f"{n_queries} held-out training queries, top-{k} first-stage candidates, nDCG@10",
+        "dev_ndcg@10_by_weight": {f"{w:.2f}": round(v, 4) for w, v in table.items()},
+    }
+    (folder / "xrerank.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+def _dev_split(config: TrainConfig, ds: EvalDataset, rng: random.Random) -> tuple[list[str], list[str]]:
+    """Dev and train query ids: a shuffle of the judged queries, the first use of the run's seeded ``rng``."""
+    qids = sorted(q for q in ds.qrels if q in ds.queries)
+    rng.shuffle(qids)
+    return sorted(qids[: config.dev_queries]), qids[config.dev_queries :]
+
+
+def select_fusion(model_dir: str, config: TrainConfig) -> tuple[float, dict[float, float]]:
+    """Choose the fusion weight of a trained model on ``config``'s dev split.
+
+    Re-creates the dev split of the run ``config`` describes, scores it with the model in
+    ``model_dir`` and records the chosen weight in ``model_dir/xrerank.json``.
+
+    Returns:
+        The chosen weight and the dev nDCG@10 of every weight tried.
+    """
+    from sentence_transformers import CrossEncoder
+
+    ds = load_dataset(config.data, split=config.split)
+    dev_q, _ = _dev_split(config, ds, random.Random(config.seed))
+    if ds.corpus is None or not dev_q:
+        msg = "choosing a fusion weight needs a dataset with a corpus and dev_queries > 0"
+        raise InputError(msg)
+    queries = {q: ds.queries[q] for q in dev_q}
+    candidates = {q: c[: config.dev_candidates] for q, c in _first_stage(config, ds.corpus, queries).items()}
+    model = CrossEncoder(model_dir, device=config.device)
+    weight, table = choose_fusion_weight(_dev_run(model, ds.queries, candidates), candidates, ds.qrels)
+    _write_fusion(Path(model_dir), weight, table, len(dev_q), config.dev_candidates)
+    return weight, table
 
 
 # -- training ---------------------------------------------------------------------
@@ -375,9 +464,7 @@ def train(config: TrainConfig) -> TrainResult:
         data_name = ds.name
         if ds.name.endswith("/test") or config.split == "test":
             logger.warning("training on a test split: do not report test numbers for this model")
-        qids = sorted(q for q in ds.qrels if q in ds.queries)
-        rng.shuffle(qids)
-        dev_q, train_q = sorted(qids[: config.dev_queries]), qids[config.dev_queries :]
+        dev_q, train_q = _dev_split(config, ds, rng)
         groups, candidates = _groups_from_dataset(config, ds, train_q, rng)
         queries, qrels = ds.queries, {q: ds.qrels[q] for q in dev_q}
         dev_candidates = {q: candidates.get(q, [])[: config.dev_candidates] for q in dev_q}
@@ -446,9 +533,17 @@ def train(config: TrainConfig) -> TrainResult:
     evals = [float(h["eval_dev_ndcg@10"]) for h in history if "eval_dev_ndcg@10" in h]
     dev_best = max(evals) if evals else None
 
+    fusion_weight = dev_fused = dev_final = None
+    if dev_q:
+        run = _dev_run(model, queries, dev_candidates)
+        dev_final = float(evaluate_run(qrels, run, "ndcg@10").mean["ndcg@10"])
+        fusion_weight, table = choose_fusion_weight(run, dev_candidates, qrels)
+        dev_fused = table[fusion_weight]
     if config.save_half:
         model.model.to(torch.float16)
     model.save_pretrained(str(output))
+    if fusion_weight is not None:
+        _write_fusion(output, fusion_weight, table, len(dev_q), config.dev_candidates)
     result = TrainResult(
         output=output,
         dev_first_stage=dev_first_stage,
@@ -458,6 +553,9 @@ def train(config: TrainConfig) -> TrainResult:
         steps=int(trainer.state.global_step),
         seconds=seconds,
         losses=losses,
+        dev_final=dev_final,
+        fusion_weight=fusion_weight,
+        dev_fused=dev_fused,
     )
     _write_card(config, result, data_name, steps_per_epoch)
     return result
@@ -497,7 +595,9 @@ def _write_card(config: TrainConfig, result: TrainResult, data_name: str, steps_
         f"- training loss: first logged {fmt(first_loss)}, last logged {fmt(last_loss)}",
         f"- dev ({config.dev_queries} held-out training queries, top-{config.dev_candidates} first-stage "
         f"candidates): nDCG@10 first stage {fmt(result.dev_first_stage)}, untrained model "
-        f"{fmt(result.dev_before)}, best checkpoint {fmt(result.dev_best)}",
+        f"{fmt(result.dev_before)}, best checkpoint {fmt(result.dev_best)}, saved model {fmt(result.dev_final)}; "
+        f"with z-score fusion (cross-encoder weight {fmt(result.fusion_weight)}, chosen on dev) "
+        f"{fmt(result.dev_fused)}",
         "",
         "Rebuild:",
         "",

@@ -7,6 +7,9 @@
   trec_eval; needs ``pip install "xrerank[eval]"``.
 * Dense first stage (:func:`build_chroma_collection`, :func:`dense_candidates`): Chroma
   plus a sentence-transformers embedder; needs ``pip install "xrerank[chroma]"``.
+* One evaluation (:func:`run_eval` -> :class:`EvalReport`): first stage, reranker,
+  quality before/after and cost; shown by :func:`render_table` (rich), :func:`write_json`
+  and :func:`plot` (matplotlib). This is what ``xrerank eval`` runs.
 
 Optional packages are imported only when a function needs them.
 """
@@ -45,6 +48,15 @@ from xrerank_core.eval._metrics import (
     compare_runs,
     evaluate_run,
 )
+from xrerank_core.eval._report import plot, render_table, write_json
+from xrerank_core.eval._run import (
+    CostReport,
+    EvalReport,
+    FirstStage,
+    auto_rel_threshold,
+    default_metrics,
+    run_eval,
+)
 
 __all__ = [
     "DEFAULT_COLLECTION_NAME",
@@ -52,13 +64,18 @@ __all__ = [
     "DL19_FIRST_STAGES",
     "PACKAGED_EMBEDDER",
     "Candidate",
+    "CostReport",
     "EvalDataset",
+    "EvalReport",
     "EvalResult",
+    "FirstStage",
     "MetricComparison",
     "Passage",
     "TieBreak",
+    "auto_rel_threshold",
     "build_chroma_collection",
     "compare_runs",
+    "default_metrics",
     "dense_candidates",
     "evaluate_run",
     "load_beir",
@@ -69,8 +86,12 @@ __all__ = [
     "load_scifact",
     "load_trec",
     "load_wikiqa",
+    "plot",
     "read_qrels",
     "read_topics",
     "read_trec_run",
+    "render_table",
+    "run_eval",
     "run_from_candidates",
+    "write_json",
 ]

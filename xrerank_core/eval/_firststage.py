@@ -229,7 +229,12 @@ def build_chroma_collection(
         for start in range(0, len(todo), chunk):
             ids = todo[start : start + chunk]
             texts = [wanted[d] for d in ids]
-            collection.upsert(ids=ids, embeddings=_embed(model, texts, batch_size), documents=texts)
+            collection.upsert(
+                ids=ids,
+                embeddings=_embed(model, texts, batch_size),
+                documents=texts,
+                metadatas=[{"title": corpus[d].title} for d in ids],
+            )
             bar.update(len(ids))
     logger.info("embedded %d documents in %.1f s", len(todo), time.perf_counter() - started)
     return collection

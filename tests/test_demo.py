@@ -1,0 +1,52 @@
+"""The two demo chatbots, end to end on a slice of the shipped SciFact abstracts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from xrerank_demo import SAMPLE_QUESTIONS
+from xrerank_demo.langchain_app import main as langchain_main
+from xrerank_demo.llamaindex_app import main as llamaindex_main
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("demo-store")
+
+
+def _ask(main: object, capsys: pytest.CaptureFixture[str], *args: str) -> dict:  # type: ignore[type-arg]
+    assert main(list(args)) == 0  # type: ignore[operator]
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("app", [langchain_main, llamaindex_main], ids=["langchain", "llamaindex"])
+def test_answers_with_ten_ranked_sources(
+    app: object, store: Path, minilm_cross_encoder: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["--question", SAMPLE_QUESTIONS[0], "--limit", "150", "--store", str(store), "--json"]
+    out = _ask(app, capsys, *common, "--model", minilm_cross_encoder, "--k", "30")
+    sources = out["sources"]
+    assert len(sources) == 10
+    scores = [s["score"] for s in sources]
+    assert scores == sorted(scores, reverse=True)
+    assert len({s["doc_id"] for s in sources}) == 10
+    assert all(1 <= s["first_stage_rank"] <= 30 for s in sources)
+    assert all(s["title"] for s in sources)
+    assert set(out["seconds"]) == {"retrieval", "reranking", "generation"}
+    assert out["seconds"]["reranking"] > 0
+    assert out["generator"] == "extractive" and out["answer"].startswith('"')
+
+    plain = _ask(app, capsys, *common, "--no-rerank")
+    assert [s["first_stage_rank"] for s in plain["sources"]] == list(range(1, 11))
+    assert plain["seconds"]["reranking"] == 0
+
+
+def test_both_frameworks_agree(store: Path, minilm_cross_encoder: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--question", SAMPLE_QUESTIONS[1], "--limit", "150", "--store", str(store), "--json", "--k", "30"]
+    lc = _ask(langchain_main, capsys, *args, "--model", minilm_cross_encoder)
+    li = _ask(llamaindex_main, capsys, *args, "--model", minilm_cross_encoder)
+    assert [s["doc_id"] for s in lc["sources"]] == [s["doc_id"] for s in li["sources"]]
+    assert [s["score"] for s in lc["sources"]] == pytest.approx([s["score"] for s in li["sources"]], abs=1e-5)

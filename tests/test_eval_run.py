@@ -1,0 +1,359 @@
+"""``run_eval`` / ``xrerank eval``: quality before and after reranking, cost, table, JSON, plot.
+
+Real data from ``shared/data`` (TREC DL 2019, SciFact, NovelEval) and the tiny random
+cross-encoder from ``conftest.py``; the default tests use a few queries and short
+candidate lists, except the first-stage-only runs, which need no model and use all 43
+DL19 queries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from pathlib import Path
+
+import pytest
+from conftest import SHARED_DATA
+
+from xrerank_core import ConfigError, InputError, Reranker
+from xrerank_core.cli import main
+from xrerank_core.eval import (
+    DEFAULT_METRICS,
+    DL19_FIRST_STAGES,
+    EvalDataset,
+    EvalReport,
+    auto_rel_threshold,
+    default_metrics,
+    evaluate_run,
+    load_dl19,
+    load_noveleval,
+    load_scifact,
+    plot,
+    render_table,
+    run_eval,
+    run_from_candidates,
+    write_json,
+)
+
+DL19 = SHARED_DATA / "trec-dl-2019-passage"
+SCIFACT = SHARED_DATA / "scifact"
+NOVELEVAL = SHARED_DATA / "noveleval-2306"
+needs_dl19 = pytest.mark.skipif(not DL19.is_dir(), reason=f"TREC DL 2019 data not found at {DL19}")
+needs_scifact = pytest.mark.skipif(not SCIFACT.is_dir(), reason=f"SciFact data not found at {SCIFACT}")
+needs_noveleval = pytest.mark.skipif(not NOVELEVAL.is_dir(), reason=f"NovelEval data not found at {NOVELEVAL}")
+
+PUBLISHED_NDCG10 = {"BM25": 0.5058, "BM25_RM3": 0.5216, "SPLADE_P_P_ENSEMBLE_DISTIL": 0.7308}
+
+
+@pytest.fixture(scope="module")
+def dl19() -> EvalDataset:
+    if not DL19.is_dir():
+        pytest.skip(f"TREC DL 2019 data not found at {DL19}")
+    return load_dl19(DL19, "BM25")
+
+
+@pytest.fixture(scope="module")
+def reranker(tiny_bert: str) -> Reranker:
+    return Reranker(tiny_bert, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def report(dl19: EvalDataset, reranker: Reranker) -> EvalReport:
+    """3 queries x 20 BM25 candidates, reranked by the tiny model."""
+    return run_eval(dl19, reranker, queries=3, candidates=20)
+
+
+def _first_qids(ds: EvalDataset, n: int) -> list[str]:
+    return sorted(ds.qrels, key=int)[:n]
+
+
+# --------------------------------------------------------------------------- run_eval
+
+
+@needs_dl19
+def test_first_stage_metrics_equal_evaluate_run_on_the_subset(report: EvalReport, dl19: EvalDataset) -> None:
+    qids = _first_qids(dl19, 3)
+    assert report.query_ids == tuple(qids)
+    assert report.dataset == "trec-dl-2019-passage/BM25"
+    assert dl19.candidates is not None
+    expected = evaluate_run(
+        {q: dl19.qrels[q] for q in qids},
+        run_from_candidates({q: dl19.candidates[q][:20] for q in qids}),
+        ["ndcg@10", "mrr@10", "precision@10", "recall@10", "recall@20"],
+        rel_threshold=2,
+    )
+    for q in qids:
+        assert report.first_stage.per_query[q] == pytest.approx(expected.per_query[q])
+    assert report.first_stage.mean == pytest.approx(expected.mean)
+    s = report.settings
+    assert (s["first_stage"], s["candidates"], s["top_n"], s["queries"], s["num_queries"]) == ("given", 20, 10, 3, 3)
+    assert s["rel_threshold"] == 2 and s["rel_threshold_auto"] is True
+    assert s["metrics"] == list(default_metrics(10, 20)) == report.metrics
+
+
+@needs_dl19
+def test_reranked_run_is_every_candidate_in_rerank_order(
+    report: EvalReport, dl19: EvalDataset, reranker: Reranker
+) -> None:
+    assert dl19.candidates is not None
+    assert report.model == reranker.config.model
+    assert (report.backend, report.device) == ("torch", "cpu")
+    qids = list(report.query_ids)
+    manual = {}
+    for q in qids:
+        cands = dl19.candidates[q][:20]
+        ranked = reranker.rerank(dl19.queries[q], [c.text for c in cands])
+        manual[q] = {cands[r.index].docid: r.score for r in ranked}
+    expected = evaluate_run({q: dl19.qrels[q] for q in qids}, manual, report.metrics, rel_threshold=2)
+    assert report.reranked is not None
+    for q in qids:
+        assert report.reranked.per_query[q] == pytest.approx(expected.per_query[q])
+    # nothing is dropped: recall at the candidate depth cannot change
+    assert report.comparison is not None
+    recall = report.comparison["recall@20"]
+    assert (recall.delta, recall.ties, recall.p_value) == (0.0, 3, 1.0)
+    ndcg = report.comparison["ndcg@10"]
+    assert ndcg.wins + ndcg.losses + ndcg.ties == 3
+    assert ndcg.delta == pytest.approx(report.reranked.mean["ndcg@10"] - report.first_stage.mean["ndcg@10"])
+
+
+@needs_dl19
+def test_cost(report: EvalReport, reranker: Reranker) -> None:
+    cost = report.cost
+    assert cost is not None
+    assert (cost.queries, cost.pairs) == (3, 60)
+    assert set(cost.per_query_latency) == set(report.query_ids)
+    assert all(t > 0 for t in cost.per_query_latency.values())
+    assert 0 < cost.latency_p50 <= cost.latency_p95 <= max(cost.per_query_latency.values())
+    assert cost.rerank_seconds == pytest.approx(sum(cost.per_query_latency.values()))
+    assert cost.pairs_per_second == pytest.approx(60 / cost.rerank_seconds)
+    # every pair costs at least the special tokens plus one query and one document token
+    assert cost.tokens is not None and cost.tokens >= 60 * (reranker.scorer.num_special_tokens + 2)
+    assert cost.tokens_per_second == pytest.approx(cost.tokens / cost.rerank_seconds)
+    assert report.peak_rss_mib is not None and report.peak_rss_mib > 50
+    assert report.wall_seconds >= cost.rerank_seconds
+
+
+@needs_dl19
+def test_first_stage_only(dl19: EvalDataset) -> None:
+    rep = run_eval(dl19, None, queries=5)
+    assert (rep.model, rep.backend, rep.reranked, rep.comparison, rep.cost) == (None, None, None, None, None)
+    assert rep.metrics == list(DEFAULT_METRICS)
+    qids = _first_qids(dl19, 5)
+    expected = evaluate_run({q: dl19.qrels[q] for q in qids}, dl19.first_stage_run(), rel_threshold=2)
+    assert rep.first_stage.mean == pytest.approx(expected.mean)
+    assert len(render_table(rep).columns) == 2
+    assert json.loads(json.dumps(rep.to_dict()))["reranked"] is None
+
+
+@needs_dl19
+def test_json_table_and_plot(report: EvalReport, dl19: EvalDataset, tmp_path: Path) -> None:
+    path = write_json(report, tmp_path / "out" / "report.json")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    assert data["dataset"] == report.dataset
+    assert data["query_ids"] == list(report.query_ids)
+    assert data["first_stage"]["mean"] == pytest.approx(report.first_stage.mean)
+    assert data["comparison"]["ndcg@10"]["wins"] == report.comparison["ndcg@10"].wins  # type: ignore[index]
+    assert data["cost"]["latency_p50"] > 0 and data["settings"]["rel_threshold"] == 2
+
+    table = render_table(report)
+    assert [c.header for c in table.columns] == ["metric", "first stage", "reranked", "delta", "p", "W/L/T"]
+
+    import matplotlib.image
+
+    first_only = run_eval(dl19, None, queries=3, candidates=20)
+    png = plot([first_only, report], tmp_path / "plots" / "quality.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    height, width, _ = matplotlib.image.imread(png).shape
+    assert width > 400 and height > 300
+    with pytest.raises(ConfigError, match="at least one report"):
+        plot([], tmp_path / "empty.png")
+    with pytest.raises(ConfigError, match="no report has the metric"):
+        plot([report], tmp_path / "x.png", metric="map@100")
+
+
+def test_json_writes_nan_as_null(tmp_path: Path) -> None:
+    from xrerank_core.eval import EvalResult
+
+    rep = EvalReport(
+        dataset="d",
+        model=None,
+        backend=None,
+        device=None,
+        settings={"x": math.nan},
+        query_ids=("q",),
+        first_stage=EvalResult(mean={"ndcg@10": 0.5}, per_query={"q": {"ndcg@10": 0.5}}),
+        reranked=None,
+        comparison=None,
+        cost=None,
+        first_stage_seconds=0.0,
+        peak_rss_mib=None,
+        wall_seconds=math.inf,
+    )
+    data = json.loads(write_json(rep, tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert data["settings"]["x"] is None and data["wall_seconds"] is None
+
+
+def test_rel_threshold_rule() -> None:
+    assert auto_rel_threshold({"q": {"a": 0, "b": 3}}) == 2  # TREC DL 0-3
+    assert auto_rel_threshold({"q": {"a": 0, "b": 2}}) == 1  # NovelEval 0/1/2: 1 = partially relevant
+    assert auto_rel_threshold({"q": {"a": 1}}) == 1
+    assert default_metrics() == DEFAULT_METRICS
+    assert default_metrics(10, 10) == ("ndcg@10", "mrr@10", "precision@10", "recall@10")
+
+
+@needs_dl19
+def test_errors(dl19: EvalDataset) -> None:
+    with pytest.raises(ConfigError, match="no corpus"):
+        run_eval(dl19, None, first_stage="dense")
+    with pytest.raises(ConfigError, match="first_stage must be one of"):
+        run_eval(dl19, None, first_stage="bm25")  # type: ignore[arg-type]
+    for bad in ({"candidates": 0}, {"top_n": True}, {"queries": 0}, {"rel_threshold": 0}):
+        with pytest.raises(ConfigError, match="must be an int >= 1"):
+            run_eval(dl19, None, **bad)  # type: ignore[arg-type]
+    no_judgments = EvalDataset(name="none", queries={"q": "x"}, qrels={}, candidates={"q": []})
+    with pytest.raises(InputError, match="no judged query"):
+        run_eval(no_judgments, None)
+    corpus_only = EvalDataset(name="c", queries={"q": "x"}, qrels={"q": {"d": 1}})
+    with pytest.raises(InputError, match="neither candidates nor a corpus"):
+        run_eval(corpus_only, None)
+
+
+# --------------------------------------------------------------------------- dense first stage
+
+
+@needs_scifact
+def test_dense_first_stage_persisted_and_reused(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    full = load_scifact(SCIFACT, "test")
+    assert full.corpus is not None
+    qids = sorted(full.qrels, key=int)[:4]
+    relevant = sorted({d for q in qids for d in full.qrels[q]})
+    others = [d for d in sorted(full.corpus) if d not in relevant][:40]
+    small = EvalDataset(
+        name="scifact/test",
+        queries={q: full.queries[q] for q in qids},
+        qrels={q: full.qrels[q] for q in qids},
+        corpus={d: full.corpus[d] for d in relevant + others},
+    )
+    chroma = tmp_path / "chroma"
+    caplog.set_level(logging.INFO, logger="xrerank_core.eval._firststage")
+    rep = run_eval(small, None, candidates=10, chroma_dir=chroma)
+    assert rep.settings["first_stage"] == "dense"
+    assert rep.settings["collection"] == "xrerank-scifact"
+    assert rep.settings["rel_threshold"] == 1
+    assert "embedding" in caplog.text and chroma.is_dir()
+    assert rep.first_stage.mean["recall@10"] > 0.5  # MiniLM finds most relevant abstracts among 45
+    caplog.clear()
+    again = run_eval(small, None, candidates=10, chroma_dir=chroma)
+    assert "reusing it" in caplog.text and "embedding" not in caplog.text
+    assert again.first_stage.per_query == rep.first_stage.per_query
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def _ndcg10_printed(out: str) -> float:
+    match = re.search(r"nDCG@10\s*\S\s*([0-9.]+)", out)
+    assert match, out
+    return float(match.group(1))
+
+
+@needs_dl19
+@pytest.mark.parametrize("first_stage", DL19_FIRST_STAGES)
+def test_cli_dl19_first_stages_print_published_ndcg10(
+    first_stage: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XRERANK_DATA_DIR", str(SHARED_DATA))
+    out_dir = tmp_path / "out"
+    argv = ["eval", "--dataset", "dl19", "--first-stage", first_stage, "--no-rerank", "--output", str(out_dir)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert _ndcg10_printed(out) == PUBLISHED_NDCG10[first_stage]
+    assert "43 queries" in out
+    data = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
+    assert round(data["first_stage"]["mean"]["ndcg@10"], 4) == PUBLISHED_NDCG10[first_stage]
+    assert len(data["query_ids"]) == 43 and data["model"] is None
+    assert (out_dir / "report.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@needs_dl19
+def test_cli_rerank_end_to_end(tiny_bert: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_dir = tmp_path / "run"
+    argv = [
+        "eval",
+        "--dataset",
+        str(DL19),
+        "--model",
+        tiny_bert,
+        "--device",
+        "cpu",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "96",
+        "--queries",
+        "2",
+        "--candidates",
+        "10",
+        "--output",
+        str(out_dir),
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "reranked" in out and "latency p50 / p95" in out and "tokens / s" in out
+    data = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
+    assert data["model"] == tiny_bert and data["backend"] == "torch"
+    assert (data["settings"]["batch_size"], data["settings"]["max_length"]) == (8, 96)
+    assert data["settings"]["metrics"] == ["ndcg@10", "mrr@10", "precision@10", "recall@10"]
+    assert data["cost"]["pairs"] == 20 and data["cost"]["latency_p95"] >= data["cost"]["latency_p50"] > 0
+    assert (out_dir / "report.png").is_file()
+
+
+@needs_noveleval
+def test_cli_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    argv = ["eval", "--dataset", str(NOVELEVAL), "--first-stage", "BM25", "--no-rerank", "--output", str(tmp_path)]
+    assert main(argv) == 2
+    assert "names a TREC DL 2019 run" in capsys.readouterr().err
+    assert main(["eval", "--dataset", str(tmp_path / "missing"), "--no-rerank"]) == 2
+    assert "neither an existing path nor a known dataset name" in capsys.readouterr().err
+
+
+@needs_noveleval
+def test_noveleval_grades_keep_threshold_1() -> None:
+    ds = load_noveleval(NOVELEVAL)
+    rep = run_eval(ds, None, candidates=20)
+    assert rep.settings["rel_threshold"] == 1 and rep.first_stage.num_queries == 21
+
+
+@needs_noveleval
+@pytest.mark.slow
+def test_cli_noveleval_dense_with_minilm(
+    minilm_cross_encoder: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The whole path: dense retrieval over NovelEval's 420 passages, then a MiniLM cross-encoder."""
+    out_dir = tmp_path / "out"
+    argv = [
+        "eval",
+        "--dataset",
+        str(NOVELEVAL),
+        "--first-stage",
+        "dense",
+        "--model",
+        minilm_cross_encoder,
+        "--device",
+        "cpu",
+        "--candidates",
+        "20",
+        "--chroma-dir",
+        str(tmp_path / "chroma"),
+        "--output",
+        str(out_dir),
+    ]
+    assert main(argv) == 0
+    data = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
+    assert data["settings"]["first_stage"] == "dense" and len(data["query_ids"]) == 21
+    assert data["cost"]["pairs"] == 21 * 20
+    assert data["comparison"]["recall@20"]["delta"] == 0.0
+    assert (tmp_path / "chroma").is_dir()

@@ -1,0 +1,151 @@
+"""``xrerank eval``: quality before/after reranking, and its cost, on a dataset.
+
+Registered by :func:`xrerank_core.cli.main` through :func:`add_eval_parser`. Building
+the parser imports nothing heavy; ranx, rich, matplotlib, chromadb and torch load only
+when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from xrerank_core._config import DEFAULT_MODEL
+from xrerank_core._exceptions import ConfigError
+from xrerank_core.eval._datasets import DATA_DIR_ENV, DL19_FIRST_STAGES
+
+if TYPE_CHECKING:
+    from xrerank_core.eval._run import FirstStage
+
+__all__ = ["add_eval_parser"]
+
+_DESCRIPTION = f"""\
+Evaluate a first stage and a cross-encoder reranker on top of it: nDCG, MRR, precision
+and recall before and after reranking (per query, averaged, with a paired t-test),
+latency per query (p50 / p95), pairs and tokens per second, and peak memory. Prints a
+table and writes report.json and report.png (quality against latency) to --output.
+
+--dataset takes a folder or file (BEIR, TREC DL 2019, NovelEval, WikiQA, RankLLM JSON)
+or a name (dl19, scifact, noveleval, wikiqa) looked up under --data-dir or
+${DATA_DIR_ENV}. Datasets with candidate lists (TREC DL 2019, NovelEval, WikiQA) rerank
+those; datasets with only a corpus (SciFact, BEIR) retrieve with the packaged
+all-MiniLM-L6-v2 in a Chroma collection persisted under --chroma-dir.
+"""
+
+
+def add_eval_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the ``eval`` command.
+
+    Args:
+        subparsers: The object ``ArgumentParser.add_subparsers()`` returned.
+    """
+    p = subparsers.add_parser(
+        "eval",
+        help="measure what reranking buys (quality) and costs (latency, memory) on a dataset",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    data = p.add_argument_group("data")
+    data.add_argument("--dataset", required=True, metavar="PATH_OR_NAME", help="dataset folder, file or name")
+    data.add_argument("--data-dir", default=None, help=f"where dataset names live (default: ${DATA_DIR_ENV})")
+    data.add_argument("--split", default="test", help="split for BEIR / SciFact (default: test)")
+    data.add_argument(
+        "--first-stage",
+        choices=["given", "dense", *DL19_FIRST_STAGES],
+        default=None,
+        help="'given': the dataset's candidates; 'dense': Chroma + all-MiniLM-L6-v2 over the corpus; "
+        "for TREC DL 2019, which cached run (default: BM25). Default: given when the dataset has "
+        "candidates, else dense",
+    )
+    data.add_argument("--candidates", type=int, default=100, help="first-stage candidates per query (default: 100)")
+    data.add_argument(
+        "--top-n", type=int, default=10, help="cutoff of the metrics: what a pipeline keeps (default: 10)"
+    )
+    data.add_argument("--queries", type=int, default=None, metavar="N", help="only the first N judged queries")
+    data.add_argument(
+        "--rel-threshold",
+        type=int,
+        default=None,
+        help="smallest grade binary metrics count as relevant (default: 2 on a 0-3 scale like TREC DL, else 1)",
+    )
+    data.add_argument(
+        "--ignore-queries-without-relevant",
+        action="store_true",
+        help="skip queries with no relevant document (the usual WikiQA protocol)",
+    )
+    data.add_argument(
+        "--chroma-dir", default=None, help="where the dense collection is kept (default: ./xrerank-eval/chroma)"
+    )
+
+    model = p.add_argument_group("reranker")
+    model.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"hub id, local folder or bundled name (default: {DEFAULT_MODEL})"
+    )
+    model.add_argument("--no-rerank", action="store_true", help="evaluate the first stage only")
+    model.add_argument("--backend", default=None, help="scoring backend (default: auto)")
+    model.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps (default: auto)")
+    model.add_argument("--dtype", default=None, help="float32, float16, bfloat16 (default: auto)")
+    model.add_argument("--max-length", type=int, default=None, help="tokens per pair (default: the model's, <= 512)")
+    model.add_argument("--batch-size", type=int, default=None, help="pairs per forward pass (default: 32)")
+    model.add_argument("--fusion", choices=["none", "zscore", "rrf"], default=None, help="fuse with first-stage scores")
+    model.add_argument("--fusion-weight", type=float, default=None, help="the cross-encoder's share in the fusion")
+
+    p.add_argument(
+        "--output",
+        default=None,
+        metavar="DIR",
+        help="folder for report.json and report.png (default: ./xrerank-eval/<dataset>-<model>)",
+    )
+    p.set_defaults(func=_run_eval)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "dataset"
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from xrerank_core.eval._datasets import load_dataset
+    from xrerank_core.eval._report import model_label, plot, render_table, write_json
+    from xrerank_core.eval._run import run_eval
+
+    stage: str | None = args.first_stage
+    dl19_stage = stage if stage in DL19_FIRST_STAGES else "BM25"
+    dataset = load_dataset(args.dataset, split=args.split, first_stage=dl19_stage, data_dir=args.data_dir)
+    if stage in DL19_FIRST_STAGES and not dataset.name.startswith("trec-dl-2019-passage/"):
+        msg = f"--first-stage {stage} names a TREC DL 2019 run; for {dataset.name!r} use 'given' or 'dense'"
+        raise ConfigError(msg)
+    kind: FirstStage = "dense" if stage == "dense" else "auto" if stage is None else "given"
+
+    reranker = None
+    if not args.no_rerank:
+        from xrerank_core._engine import Reranker
+
+        names = ("backend", "device", "dtype", "max_length", "batch_size", "fusion", "fusion_weight")
+        options: dict[str, Any] = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+        reranker = Reranker(args.model, **options)
+
+    chroma_dir = args.chroma_dir or str(Path("xrerank-eval") / "chroma")
+    report = run_eval(
+        dataset,
+        reranker,
+        candidates=args.candidates,
+        top_n=args.top_n,
+        queries=args.queries,
+        first_stage=kind,
+        chroma_dir=chroma_dir,
+        rel_threshold=args.rel_threshold,
+        ignore_queries_without_relevant=args.ignore_queries_without_relevant,
+    )
+    output = Path(args.output or Path("xrerank-eval") / f"{_slug(dataset.name)}-{_slug(model_label(report.model))}")
+    json_path = write_json(report, output / "report.json")
+    png_path = plot([report], output / "report.png")
+
+    console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 120)
+    console.print(render_table(report))
+    console.print(f"wrote {json_path} and {png_path}", highlight=False, soft_wrap=True)
+    return 0
