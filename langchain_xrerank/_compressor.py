@@ -9,8 +9,9 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from xrerank_core import ConfigError, Ranked, Reranker
+from xrerank_core import Ranked, Reranker
 from xrerank_core._config import validate_threshold, validate_top_n
+from xrerank_core._engine import shared_reranker
 from xrerank_core._text import with_metadata
 
 __all__ = ["XRerankCompressor"]
@@ -75,15 +76,7 @@ class XRerankCompressor(BaseDocumentCompressor):
 
     @model_validator(mode="after")
     def _load(self) -> XRerankCompressor:
-        if self.reranker is not None:
-            if self.model is not None or self.reranker_options:
-                msg = "pass either reranker=... or model=... (with reranker_options), not both"
-                raise ConfigError(msg)
-            self._reranker = self.reranker
-        elif self.model is not None:
-            self._reranker = Reranker(self.model, **self.reranker_options)
-        else:
-            self._reranker = Reranker(**self.reranker_options)
+        self._reranker = shared_reranker(self.reranker, self.model, self.reranker_options)
         return self
 
     def _texts(self, documents: Sequence[Document]) -> list[str]:

@@ -13,8 +13,9 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from xrerank_core import ConfigError, InputError, Ranked, Reranker
+from xrerank_core import InputError, Ranked, Reranker
 from xrerank_core._config import validate_threshold, validate_top_n
+from xrerank_core._engine import shared_reranker
 
 __all__ = ["XRerankPostprocessor"]
 
@@ -75,15 +76,7 @@ class XRerankPostprocessor(BaseNodePostprocessor):
 
     @model_validator(mode="after")
     def _load(self) -> XRerankPostprocessor:
-        if self.reranker is not None:
-            if self.model is not None or self.reranker_options:
-                msg = "pass either reranker=... or model=... (with reranker_options), not both"
-                raise ConfigError(msg)
-            self._reranker = self.reranker
-        elif self.model is not None:
-            self._reranker = Reranker(self.model, **self.reranker_options)
-        else:
-            self._reranker = Reranker(**self.reranker_options)
+        self._reranker = shared_reranker(self.reranker, self.model, self.reranker_options)
         return self
 
     @classmethod

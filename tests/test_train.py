@@ -50,6 +50,7 @@ def test_tiny_training_run(tmp_path: Path, tiny_bert: str) -> None:
     card = (tmp_path / "out" / "README.md").read_text()
     assert "xrerank train --base" in card and "40" in card
     assert json.loads((tmp_path / "out" / "training.json").read_text())["result"]["steps"] == 40
+    assert not (tmp_path / "out" / "checkpoints").exists()
 
     rr = Reranker(str(tmp_path / "out"), device="cpu")
     scores = rr.score("about mango", ["this text is about mango and more", "this is lemon"])

@@ -7,7 +7,7 @@ import json
 import logging
 import math
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from xrerank_core._fusion import fuse
 from xrerank_core._models import get_scorer, resolve_model
 from xrerank_core._text import split_windows
 
-__all__ = ["Ranked", "Reranker"]
+__all__ = ["Ranked", "Reranker", "shared_reranker"]
 
 logger = logging.getLogger(__name__)
 
@@ -345,3 +345,20 @@ class Reranker:
             for batch in batches:
                 yield batch
                 bar.update(len(batch))
+
+
+def shared_reranker(reranker: Reranker | None, model: str | None, options: Mapping[str, Any]) -> Reranker:
+    """The ``Reranker`` an adapter uses: the one it was given, or one built from ``model`` + ``options``.
+
+    A built one shares its loaded model with every other user of the same model, backend
+    and device.
+
+    Raises:
+        ConfigError: Both a ready reranker and a model (or options) were given.
+    """
+    if reranker is not None:
+        if model is not None or options:
+            msg = "pass either reranker=... or model=... (with reranker_options), not both"
+            raise ConfigError(msg)
+        return reranker
+    return Reranker(model, **options) if model is not None else Reranker(**options)

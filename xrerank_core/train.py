@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -79,6 +80,8 @@ class TrainConfig:
         seed: Seeds Python, numpy, torch and the data order.
         save_half: Save the final weights in float16 (half the size; loaded as float32 on CPU).
         resume: Resume from the newest checkpoint in ``output/checkpoints``.
+        keep_checkpoints: Keep ``output/checkpoints`` after training (deleted by default:
+            the output folder then holds only the model and its card).
         device: Device for training (``None``: the trainer's choice).
     """
 
@@ -107,6 +110,7 @@ class TrainConfig:
     seed: int = 42
     save_half: bool = False
     resume: bool = False
+    keep_checkpoints: bool = False
     device: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -544,6 +548,8 @@ def train(config: TrainConfig) -> TrainResult:
     model.save_pretrained(str(output))
     if fusion_weight is not None:
         _write_fusion(output, fusion_weight, table, len(dev_q), config.dev_candidates)
+    if not config.keep_checkpoints:
+        shutil.rmtree(checkpoints, ignore_errors=True)
     result = TrainResult(
         output=output,
         dev_first_stage=dev_first_stage,

@@ -79,6 +79,12 @@ def add_eval_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     data.add_argument(
         "--chroma-dir", default=None, help="where the dense collection is kept (default: ./xrerank-eval/chroma)"
     )
+    data.add_argument(
+        "--collection-name",
+        default=None,
+        help="Chroma collection to build or reuse (default: xrerank-<dataset>); reuse one built by "
+        "`xrerank train` to skip embedding the corpus again",
+    )
 
     model = p.add_argument_group("reranker")
     model.add_argument(
@@ -138,6 +144,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         queries=args.queries,
         first_stage=kind,
         chroma_dir=chroma_dir,
+        collection_name=args.collection_name,
         rel_threshold=args.rel_threshold,
         ignore_queries_without_relevant=args.ignore_queries_without_relevant,
     )
