@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from xrerank_core import ConfigError, InputError, Reranker
-from xrerank_core.train import TrainConfig, train
+from xrerank_core.train import TrainConfig, select_fusion, train
 
 FRUIT = ["apple", "banana", "cherry", "grape", "lemon", "mango", "orange", "peach", "pear", "plum"]
 
@@ -91,23 +91,22 @@ def _beir_folder(folder: Path) -> tuple[Path, Path]:
 
 def test_training_on_a_beir_folder_keeps_a_dev_split_and_chooses_fusion(tmp_path: Path, tiny_bert: str) -> None:
     folder, run = _beir_folder(tmp_path / "fruit")
-    result = train(
-        TrainConfig(
-            base=tiny_bert,
-            data=str(folder),
-            output=str(tmp_path / "out"),
-            run_file=str(run),
-            dev_queries=6,
-            dev_candidates=10,
-            negative_ranks=(0, 14),
-            hard_negatives=2,
-            max_steps=6,
-            batch_size=4,
-            eval_steps=3,
-            max_length=32,
-            device="cpu",
-        )
+    config = TrainConfig(
+        base=tiny_bert,
+        data=str(folder),
+        output=str(tmp_path / "out"),
+        run_file=str(run),
+        dev_queries=6,
+        dev_candidates=10,
+        negative_ranks=(0, 14),
+        hard_negatives=2,
+        max_steps=6,
+        batch_size=4,
+        eval_steps=3,
+        max_length=32,
+        device="cpu",
     )
+    result = train(config)
     assert result.train_groups == 2 * (30 - 6)  # two judged positives per training query
     assert result.dev_first_stage is not None and result.dev_best is not None and result.dev_final is not None
     recorded = json.loads((tmp_path / "out" / "xrerank.json").read_text())
@@ -115,3 +114,7 @@ def test_training_on_a_beir_folder_keeps_a_dev_split_and_chooses_fusion(tmp_path
     assert len(recorded["dev_ndcg@10_by_weight"]) == 21
     assert max(recorded["dev_ndcg@10_by_weight"].values()) == pytest.approx(result.dev_fused, abs=1e-4)
     assert Reranker(str(tmp_path / "out"), device="cpu", fusion="zscore").fusion_weight == result.fusion_weight
+    # choosing again later, from the saved model, re-creates the same dev split
+    weight, table = select_fusion(str(tmp_path / "out"), config)
+    assert weight == result.fusion_weight
+    assert table[weight] == pytest.approx(result.dev_fused, abs=1e-4)

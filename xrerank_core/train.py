@@ -404,7 +404,8 @@ def select_fusion(model_dir: str, config: TrainConfig) -> tuple[float, dict[floa
     queries = {q: ds.queries[q] for q in dev_q}
     candidates = {q: c[: config.dev_candidates] for q, c in _first_stage(config, ds.corpus, queries).items()}
     model = CrossEncoder(model_dir, device=config.device)
-    weight, table = choose_fusion_weight(_dev_run(model, ds.queries, candidates), candidates, ds.qrels)
+    qrels = {q: ds.qrels[q] for q in dev_q}
+    weight, table = choose_fusion_weight(_dev_run(model, ds.queries, candidates), candidates, qrels)
     _write_fusion(Path(model_dir), weight, table, len(dev_q), config.dev_candidates)
     return weight, table
 
