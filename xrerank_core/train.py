@@ -42,6 +42,7 @@ from xrerank_core.eval import (
     evaluate_run,
     load_dataset,
     read_trec_run,
+    run_from_candidates,
 )
 
 __all__ = ["TrainConfig", "TrainResult", "choose_fusion_weight", "select_fusion", "train"]
@@ -284,26 +285,26 @@ def _groups_from_jsonl(config: TrainConfig, rows: list[dict[str, Any]], rng: ran
 # -- evaluation -------------------------------------------------------------------
 
 
-class _DevEvaluator:
-    """Rerank each dev query's first-stage candidates; report the project's nDCG@10."""
+def _dev_evaluator(
+    queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]], candidates: Mapping[str, list[Candidate]]
+) -> Any:
+    """A trainer evaluator: rerank each dev query's first-stage candidates, report the project's nDCG@10."""
+    from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 
-    def __init__(self, queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]], candidates: Any) -> None:
-        from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+    class DevEvaluator(BaseEvaluator):
+        def __init__(self) -> None:
+            super().__init__()  # type: ignore[no-untyped-call]
+            self.primary_metric = "ndcg@10"
+            self.name = "dev"
 
-        class Evaluator(BaseEvaluator):
-            def __init__(inner) -> None:
-                super().__init__()  # type: ignore[no-untyped-call]
-                inner.primary_metric = "ndcg@10"
-                inner.name = "dev"
+        def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1, steps: int = -1) -> Any:
+            value = _rerank_ndcg(model, queries, qrels, candidates)
+            logger.info("dev nDCG@10 after %d steps: %.4f", steps, value)
+            metrics = self.prefix_name_to_metrics({"ndcg@10": value}, self.name)
+            self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
+            return metrics
 
-            def __call__(inner, model: Any, output_path: str | None = None, epoch: int = -1, steps: int = -1) -> Any:
-                value = _rerank_ndcg(model, queries, qrels, candidates)
-                logger.info("dev nDCG@10 after %d steps: %.4f", steps, value)
-                metrics = inner.prefix_name_to_metrics({"ndcg@10": value}, inner.name)
-                inner.store_metrics_in_model_card_data(model, metrics, epoch, steps)
-                return metrics
-
-        self.evaluator = Evaluator()
+    return DevEvaluator()
 
 
 def _dev_run(
@@ -484,15 +485,9 @@ def train(config: TrainConfig) -> TrainResult:
     loss = MultipleNegativesRankingLoss(
         model, num_negatives=config.in_batch_negatives or None, scale=1, activation_fn=None
     )
-    evaluator = _DevEvaluator(queries, qrels, dev_candidates).evaluator if dev_q else None
+    evaluator = _dev_evaluator(queries, qrels, dev_candidates) if dev_q else None
     dev_first_stage = (
-        float(
-            evaluate_run(
-                qrels, {q: {c.docid: c.score for c in cs} for q, cs in dev_candidates.items()}, "ndcg@10"
-            ).mean["ndcg@10"]
-        )
-        if dev_q
-        else None
+        float(evaluate_run(qrels, run_from_candidates(dev_candidates), "ndcg@10").mean["ndcg@10"]) if dev_q else None
     )
     dev_before = _rerank_ndcg(model, queries, qrels, dev_candidates) if dev_q else None
 
