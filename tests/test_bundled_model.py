@@ -34,7 +34,9 @@ def test_loads_offline_by_name_and_prefers_the_relevant_abstract() -> None:
     ranked = rr.rerank(claim, texts)
     assert ranked[0].index == 1
     assert ranked[0].score > ranked[1].score + 1.0
-    assert rr.fusion_weight == json.loads((bundled_models()[NAME] / "xrerank.json").read_text())["fusion_weight"]
+    recorded = json.loads((bundled_models()[NAME] / "xrerank.json").read_text())
+    assert rr.fusion_weight == recorded["fusion_weight"]
+    assert rr.long_documents == recorded["long_documents"] == "truncate"
 
 
 def test_the_default_hub_model_offline_points_to_the_bundled_one() -> None:

@@ -196,3 +196,23 @@ def test_half_precision_files_load_as_float32_on_cpu(tmp_path: Path, tiny_bert: 
     rr = Reranker(str(folder), device="cpu")
     assert rr.scorer._model.model.dtype == torch.float32  # type: ignore[attr-defined]
     assert rr.score(QUERY, DOCS) == pytest.approx(reference_logits(tiny_bert, QUERY, DOCS), abs=2e-2)
+
+
+def test_long_documents_auto_follows_the_model_record(tiny_bert: str, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    assert Reranker(tiny_bert, device="cpu").long_documents == "maxp"  # nothing recorded
+    folder = tmp_path / "recorded"
+    shutil.copytree(tiny_bert, folder)
+    (folder / "xrerank.json").write_text(json.dumps({"long_documents": "truncate", "fusion_weight": 0.25}))
+    rr = Reranker(str(folder), device="cpu", max_length=64)
+    assert rr.long_documents == "truncate" and rr.fusion_weight == 0.25
+    long_doc = " ".join(["The weather was mild and nothing happened."] * 40)
+    assert rr.score(QUERY, [long_doc]) == Reranker(
+        tiny_bert, device="cpu", max_length=64, long_documents="truncate"
+    ).score(QUERY, [long_doc])
+    # An explicit choice wins over the record; a bad record is ignored.
+    assert Reranker(str(folder), device="cpu", long_documents="maxp").long_documents == "maxp"
+    (folder / "xrerank.json").write_text(json.dumps({"long_documents": "sideways"}))
+    assert Reranker(str(folder), device="cpu").long_documents == "maxp"

@@ -15,7 +15,7 @@ DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
 """The model a :class:`~xrerank_core.Reranker` loads when none is named."""
 
 Normalize = Literal["none", "sigmoid"]
-LongDocuments = Literal["maxp", "truncate"]
+LongDocuments = Literal["auto", "maxp", "truncate"]
 
 _BACKENDS = ("auto", "torch")
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -49,7 +49,8 @@ class RerankerConfig:
         normalize: ``"none"`` returns the model's raw logit; ``"sigmoid"`` maps it to (0, 1).
         long_documents: ``"maxp"`` splits a document longer than ``max_length`` into
             overlapping windows and keeps the best window's score; ``"truncate"`` scores
-            only its beginning.
+            only its beginning; ``"auto"`` uses what the model records in its
+            ``xrerank.json`` (how it was trained and selected), else ``"maxp"``.
         window_overlap: Tokens shared by consecutive windows (``"maxp"``).
         max_query_tokens: Longest query, in tokens; a longer query is cut (with a logged
             warning). ``None`` allows half of ``max_length``.
@@ -74,7 +75,7 @@ class RerankerConfig:
     batch_size: int = 32
     max_batch_tokens: int | None = None
     normalize: Normalize = "none"
-    long_documents: LongDocuments = "maxp"
+    long_documents: LongDocuments = "auto"
     window_overlap: int = 64
     max_query_tokens: int | None = None
     trust_remote_code: bool = False
@@ -108,8 +109,8 @@ class RerankerConfig:
         if self.normalize not in ("none", "sigmoid"):
             msg = f"normalize must be 'none' or 'sigmoid', got {self.normalize!r}"
             raise ConfigError(msg)
-        if self.long_documents not in ("maxp", "truncate"):
-            msg = f"long_documents must be 'maxp' or 'truncate', got {self.long_documents!r}"
+        if self.long_documents not in ("auto", "maxp", "truncate"):
+            msg = f"long_documents must be 'auto', 'maxp' or 'truncate', got {self.long_documents!r}"
             raise ConfigError(msg)
         if self.fusion not in ("none", "zscore", "rrf"):
             msg = f"fusion must be 'none', 'zscore' or 'rrf', got {self.fusion!r}"

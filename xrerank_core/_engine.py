@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 # Tokens kept free in each window, because a window's text re-tokenized next to the
 # query can take a token or two more than its span did alone.
 _WINDOW_SLACK = 4
+_LONG = ("maxp", "truncate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,27 +150,32 @@ class Reranker:
         if wanted is not None and wanted > limit:
             logger.warning("max_length=%d is more than %s accepts; using %d", wanted, self.config.model, limit)
         self.max_length = min(wanted or 512, limit)
-        self.fusion_weight = self._fusion_weight()
-
-    def _fusion_weight(self) -> float:
-        """The configured weight, else the one recorded with the model, else 0.5."""
+        recorded = self._recorded_settings()
+        long_documents = self.config.long_documents
+        if long_documents == "auto":
+            long_documents = recorded["long_documents"] if recorded.get("long_documents") in _LONG else "maxp"
+        self.long_documents: str = long_documents
+        self.fusion_weight: float = 0.5
         if self.config.fusion_weight is not None:
-            return float(self.config.fusion_weight)
+            self.fusion_weight = float(self.config.fusion_weight)
+        elif isinstance(recorded.get("fusion_weight"), int | float) and 0.0 <= recorded["fusion_weight"] <= 1.0:
+            self.fusion_weight = float(recorded["fusion_weight"])
+
+    def _recorded_settings(self) -> dict[str, Any]:
+        """The settings a model folder records in ``xrerank.json`` (chosen when it was trained), or ``{}``."""
         try:
             path = Path(resolve_model(self.config.model)) / "xrerank.json"
-            recorded = json.loads(path.read_text(encoding="utf-8")).get("fusion_weight") if path.is_file() else None
+            recorded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
         except (OSError, ValueError, XRerankError):
-            recorded = None
-        if isinstance(recorded, int | float) and 0.0 <= recorded <= 1.0:
-            return float(recorded)
-        return 0.5
+            return {}
+        return recorded if isinstance(recorded, dict) else {}
 
     def __repr__(self) -> str:
         """Show the model and the settings that change scores."""
         c = self.config
         return (
             f"Reranker(model={c.model!r}, backend={c.backend!r}, max_length={self.max_length}, "
-            f"normalize={c.normalize!r}, long_documents={c.long_documents!r})"
+            f"normalize={c.normalize!r}, long_documents={self.long_documents!r})"
         )
 
     # -- public API ---------------------------------------------------------------
@@ -268,7 +274,7 @@ class Reranker:
         windows: list[str] = []
         lengths: list[int] = []
         per_doc: list[list[int]] = []
-        truncate = self.config.long_documents == "truncate"
+        truncate = self.long_documents == "truncate"
         n_split = 0
         for d, doc in enumerate(docs):
             if all_offsets is None:

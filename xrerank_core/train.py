@@ -373,6 +373,8 @@ def _write_fusion(folder: Path, weight: float, table: dict[float, float], n_quer
     record = {
         "fusion": "zscore",
         "fusion_weight": weight,
+        # Training and dev selection score the first max_length tokens of each pair.
+        "long_documents": "truncate",
         "chosen_on": f"{n_queries} held-out training queries, top-{k} first-stage candidates, nDCG@10",
         "dev_ndcg@10_by_weight": {f"{w:.2f}": round(v, 4) for w, v in table.items()},
     }

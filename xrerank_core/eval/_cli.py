@@ -96,6 +96,13 @@ def add_eval_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     model.add_argument("--dtype", default=None, help="float32, float16, bfloat16 (default: auto)")
     model.add_argument("--max-length", type=int, default=None, help="tokens per pair (default: the model's, <= 512)")
     model.add_argument("--batch-size", type=int, default=None, help="pairs per forward pass (default: 32)")
+    model.add_argument(
+        "--long-documents",
+        choices=["auto", "maxp", "truncate"],
+        default=None,
+        help="documents longer than max_length: best window (maxp) or first window (truncate); "
+        "auto: what the model records, else maxp",
+    )
     model.add_argument("--fusion", choices=["none", "zscore", "rrf"], default=None, help="fuse with first-stage scores")
     model.add_argument("--fusion-weight", type=float, default=None, help="the cross-encoder's share in the fusion")
 
@@ -131,7 +138,7 @@ def _run_eval(args: argparse.Namespace) -> int:
     if not args.no_rerank:
         from xrerank_core._engine import Reranker
 
-        names = ("backend", "device", "dtype", "max_length", "batch_size", "fusion", "fusion_weight")
+        names = ("backend", "device", "dtype", "max_length", "batch_size", "long_documents", "fusion", "fusion_weight")
         options: dict[str, Any] = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
         reranker = Reranker(args.model, **options)
 

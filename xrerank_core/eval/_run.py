@@ -337,7 +337,7 @@ def _describe_reranker(reranker: Reranker) -> tuple[str, str, dict[str, Any]]:
         "max_batch_tokens": c.max_batch_tokens,
         "dtype": c.dtype,
         "normalize": c.normalize,
-        "long_documents": c.long_documents,
+        "long_documents": reranker.long_documents,
         "fusion": c.fusion,
         "fusion_weight": reranker.fusion_weight if c.fusion != "none" else None,
         "rrf_k": c.rrf_k if c.fusion == "rrf" else None,
