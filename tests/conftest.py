@@ -61,6 +61,12 @@ class FakeScorer:
         return sum(len(b) for b in self.batches)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """ONNX exports go to a folder of this test session, never to the user's cache."""
+    os.environ["XRERANK_CACHE"] = str(tmp_path_factory.mktemp("xrerank-cache"))
+
+
 @pytest.fixture
 def fake() -> FakeScorer:
     return FakeScorer()

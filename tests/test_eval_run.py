@@ -18,6 +18,7 @@ import pytest
 from conftest import SHARED_DATA
 
 from xrerank_core import ConfigError, InputError, Reranker
+from xrerank_core._backends._onnx import onnx_installed
 from xrerank_core.cli import main
 from xrerank_core.eval import (
     DEFAULT_METRICS,
@@ -36,6 +37,9 @@ from xrerank_core.eval import (
     run_from_candidates,
     write_json,
 )
+
+# backend="auto" runs onnxruntime (float32) on CPU when it is installed.
+AUTO_BACKEND = "onnx" if onnx_installed() else "torch"
 
 DL19 = SHARED_DATA / "trec-dl-2019-passage"
 SCIFACT = SHARED_DATA / "scifact"
@@ -99,7 +103,7 @@ def test_reranked_run_is_every_candidate_in_rerank_order(
 ) -> None:
     assert dl19.candidates is not None
     assert report.model == reranker.config.model
-    assert (report.backend, report.device) == ("torch", "cpu")
+    assert (report.backend, report.device) == (AUTO_BACKEND, "cpu")
     qids = list(report.query_ids)
     manual = {}
     for q in qids:
@@ -304,7 +308,7 @@ def test_cli_rerank_end_to_end(tiny_bert: str, tmp_path: Path, capsys: pytest.Ca
     out = capsys.readouterr().out
     assert "reranked" in out and "latency p50 / p95" in out and "tokens / s" in out
     data = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
-    assert data["model"] == tiny_bert and data["backend"] == "torch"
+    assert data["model"] == tiny_bert and data["backend"] == AUTO_BACKEND
     assert (data["settings"]["batch_size"], data["settings"]["max_length"]) == (8, 96)
     assert data["settings"]["metrics"] == ["ndcg@10", "mrr@10", "precision@10", "recall@10"]
     assert data["cost"]["pairs"] == 20 and data["cost"]["latency_p95"] >= data["cost"]["latency_p50"] > 0

@@ -17,7 +17,7 @@ DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
 Normalize = Literal["none", "sigmoid"]
 LongDocuments = Literal["auto", "maxp", "truncate"]
 
-_BACKENDS = ("auto", "torch")
+_BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
 _DEVICES_PREFIXES = ("auto", "cpu", "cuda", "mps")
 
@@ -37,7 +37,10 @@ class RerankerConfig:
     Attributes:
         model: A Hugging Face hub id, a local folder, or the short name of a model
             that ships with xrerank.
-        backend: ``"torch"`` (sentence-transformers) or ``"auto"`` (the fastest installed).
+        backend: ``"torch"`` (sentence-transformers), ``"onnx"`` (onnxruntime, float32: the
+            same scores as torch), ``"onnx-int8"`` (onnxruntime, int8 weights: fastest on CPU,
+            scores move slightly) or ``"auto"``: ``"onnx"`` on CPU when onnxruntime and onnx
+            are installed, else ``"torch"`` (never int8, which changes scores).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"``.
         dtype: Weights' precision: ``"auto"`` (float32 on CPU and MPS, float16 on CUDA),
             ``"float32"``, ``"float16"`` or ``"bfloat16"``.
@@ -65,6 +68,14 @@ class RerankerConfig:
             the weight recorded with the model (``xrerank.json``, chosen on a dev split),
             else 0.5.
         rrf_k: The constant of reciprocal-rank fusion.
+        cache_size: Keep the scores of this many (query, text) pairs in a least-recently-used
+            cache, so a repeated query costs almost nothing; ``0`` (the default) turns it off.
+        cascade_top_k: Turn the cascade on: a cheaper scorer (``cascade_backend`` /
+            ``cascade_model``) scores every candidate, then this model rescores the cheaper
+            scorer's best ``cascade_top_k``. ``None`` (the default): no cascade.
+        cascade_backend: The cheaper scorer's backend (default ``"onnx-int8"``).
+        cascade_model: The cheaper scorer's model (e.g. one with fewer layers); ``None``
+            uses this model.
     """
 
     model: str = DEFAULT_MODEL
@@ -84,6 +95,10 @@ class RerankerConfig:
     fusion: Fusion = "none"
     fusion_weight: float | None = None
     rrf_k: int = 60
+    cache_size: int = 0
+    cascade_top_k: int | None = None
+    cascade_backend: str = "onnx-int8"
+    cascade_model: str | None = None
 
     def __post_init__(self) -> None:
         """Validate every field; raise :class:`ConfigError` naming the bad one."""
@@ -123,6 +138,17 @@ class RerankerConfig:
             msg = f"fusion_weight must be None or a number in [0, 1], got {self.fusion_weight!r}"
             raise ConfigError(msg)
         _positive_int("rrf_k", self.rrf_k)
+        if isinstance(self.cache_size, bool) or not isinstance(self.cache_size, int) or self.cache_size < 0:
+            msg = f"cache_size must be an integer >= 0 (0 turns the cache off), got {self.cache_size!r}"
+            raise ConfigError(msg)
+        _positive_int("cascade_top_k", self.cascade_top_k, allow_none=True)
+        if self.cascade_backend not in _BACKENDS:
+            msg = f"cascade_backend must be one of {', '.join(_BACKENDS)}; got {self.cascade_backend!r}"
+            raise ConfigError(msg)
+        cascade_model = self.cascade_model
+        if cascade_model is not None and (not isinstance(cascade_model, str) or not cascade_model.strip()):
+            msg = f"cascade_model must be None or a hub id, folder or short name, got {self.cascade_model!r}"
+            raise ConfigError(msg)
         if self.max_length is not None and self.max_length < 16:
             msg = f"max_length must be at least 16 tokens, got {self.max_length}"
             raise ConfigError(msg)
@@ -139,6 +165,21 @@ def validate_top_n(top_n: object) -> int | None:
         msg = f"top_n must be >= 1 (or None to keep every document), got {top_n}"
         raise ConfigError(msg)
     return top_n
+
+
+def validate_budget(budget_ms: object) -> float | None:
+    """Check ``budget_ms`` (``None`` or a positive finite number of milliseconds) and return it."""
+    if budget_ms is None:
+        return None
+    if (
+        isinstance(budget_ms, bool)
+        or not isinstance(budget_ms, int | float)
+        or not math.isfinite(budget_ms)
+        or budget_ms <= 0
+    ):
+        msg = f"budget_ms must be None or a positive number of milliseconds, got {budget_ms!r}"
+        raise ConfigError(msg)
+    return float(budget_ms)
 
 
 def validate_threshold(threshold: object) -> float | None:

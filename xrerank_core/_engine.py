@@ -7,19 +7,21 @@ import json
 import logging
 import math
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from xrerank_core._backends import Scorer
-from xrerank_core._config import DEFAULT_MODEL, RerankerConfig, validate_threshold, validate_top_n
+from xrerank_core._cache import ScoreCache, Throughput
+from xrerank_core._config import DEFAULT_MODEL, RerankerConfig, validate_budget, validate_threshold, validate_top_n
 from xrerank_core._exceptions import ConfigError, InputError, InputTypeError, ScoringError, XRerankError
 from xrerank_core._fusion import fuse
 from xrerank_core._models import get_scorer, resolve_model
 from xrerank_core._text import split_windows
 
-__all__ = ["Ranked", "Reranker", "shared_reranker"]
+__all__ = ["Ranked", "Ranking", "Reranker", "shared_reranker"]
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +29,12 @@ logger = logging.getLogger(__name__)
 # query can take a token or two more than its span did alone.
 _WINDOW_SLACK = 4
 _LONG = ("maxp", "truncate")
+# budget_ms: the share of the time left that the predicted scoring time may fill, and the
+# padding allowance on top of the pairs' own tokens.
+_BUDGET_SAFETY = 0.8
+_PADDING_ALLOWANCE = 1.1
+# budget_ms before any batch was timed: the first documents, at most this many, calibrate.
+_CALIBRATION_DOCS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +57,30 @@ class Ranked:
     def __post_init__(self) -> None:
         if math.isnan(self.model_score):
             object.__setattr__(self, "model_score", self.score)
+
+
+class Ranking(list[Ranked]):
+    """What :meth:`Reranker.rerank` returns: a list of :class:`Ranked`, best first.
+
+    It is a plain ``list`` in every way, with one more attribute.
+
+    Attributes:
+        reranked: How many of the inputs the cross-encoder scored. Without ``budget_ms``
+            or a cascade that is all of them. With ``budget_ms``, the first ``reranked``
+            inputs (the first stage's best) were scored; the others follow them in input
+            order with score ``-inf`` (``0.0`` with ``normalize="sigmoid"``). With a cascade,
+            the full model scored ``reranked`` of them; the others follow in the cheaper
+            scorer's order, with score ``-inf`` and the cheaper scorer's score as ``model_score``.
+    """
+
+    reranked: int
+
+    def __init__(self, items: Sequence[Ranked] = (), reranked: int = 0) -> None:
+        super().__init__(items)
+        self.reranked = reranked
+
+    def __repr__(self) -> str:
+        return f"Ranking({list.__repr__(self)}, reranked={self.reranked})"
 
 
 def _sigmoid(x: float) -> float:
@@ -160,6 +192,35 @@ class Reranker:
             self.fusion_weight = float(self.config.fusion_weight)
         elif isinstance(recorded.get("fusion_weight"), int | float) and 0.0 <= recorded["fusion_weight"] <= 1.0:
             self.fusion_weight = float(recorded["fusion_weight"])
+        self._throughput = Throughput()
+        self._cache: ScoreCache | None = None
+        if self.config.cache_size:
+            model_id = f"{type(self.scorer).__name__}:{self.scorer.name}:{getattr(self.scorer, 'quantized', '')}"
+            self._cache = ScoreCache(self.config.cache_size, model_id)
+        self._cascade: Reranker | None = None
+        if self.config.cascade_top_k is not None:
+            self._cascade = self._build_cascade(model)
+
+    def _build_cascade(self, model: str | Scorer) -> Reranker:
+        """The cheaper scorer of the cascade, sharing this reranker's windowing settings."""
+        cheap_model = self.config.cascade_model
+        if cheap_model is None:
+            if not isinstance(model, str):
+                msg = "a cascade on a ready Scorer needs cascade_model=... (the cheaper model's name or folder)"
+                raise ConfigError(msg)
+            cheap_model = model
+        c = self.config
+        return Reranker(
+            cheap_model,
+            config=replace(c, cascade_top_k=None, fusion="none", max_length=self.max_length),
+            backend=c.cascade_backend,
+            long_documents=self.long_documents,
+        )
+
+    @property
+    def cache(self) -> ScoreCache | None:
+        """The score cache (``cache_size`` > 0), with its hit and miss counts; ``None`` when off."""
+        return self._cache
 
     def _recorded_settings(self) -> dict[str, Any]:
         """The settings a model folder records in ``xrerank.json`` (chosen when it was trained), or ``{}``."""
@@ -198,7 +259,10 @@ class Reranker:
         docs = _check_texts(texts)
         if not docs:
             return []
-        raw = self._score_raw(query, docs)
+        raw, _ = self._score_raw(query, docs)
+        return self._normalized(raw)
+
+    def _normalized(self, raw: list[float]) -> list[float]:
         if self.config.normalize == "sigmoid":
             return [_sigmoid(x) for x in raw]
         return raw
@@ -210,31 +274,81 @@ class Reranker:
         top_n: int | None = None,
         score_threshold: float | None = None,
         first_stage_scores: Sequence[float] | None = None,
-    ) -> list[Ranked]:
+        budget_ms: float | None = None,
+    ) -> Ranking:
         """Rank ``texts`` by relevance to ``query``, best first.
 
         Args:
             query: The question or search query.
-            texts: The documents, as strings, in first-stage order.
+            texts: The documents, as strings, in first-stage order (best first).
             top_n: Keep at most this many (``None``: all).
             score_threshold: Drop texts scoring below this (compared with the score
                 the ranking uses, before the cut to ``top_n``).
             first_stage_scores: The first stage's scores (higher is better), used by
                 ``fusion``; without them fusion uses the input order.
+            budget_ms: A latency budget for this call, in milliseconds: the cross-encoder
+                scores as many of the first texts as it predicts will fit (from the
+                throughput it measured on earlier batches; the first call calibrates on a
+                few texts), and the rest follow them in input order. The result's
+                ``reranked`` says how many were scored. ``None``: score all.
 
         Returns:
-            :class:`Ranked` items, best first; equal scores keep input order.
+            A :class:`Ranking` (a list of :class:`Ranked`), best first; equal scores keep
+            input order.
+
+        Raises:
+            ConfigError: A bad ``top_n``, ``score_threshold`` or ``budget_ms``, or
+                ``budget_ms`` with a cascade.
         """
+        start = time.perf_counter()
         top_n = validate_top_n(top_n)
         threshold = validate_threshold(score_threshold)
+        budget = validate_budget(budget_ms)
         first = _check_first_stage(first_stage_scores, len(texts) if isinstance(texts, Sequence) else -1)
-        model = self.score(query, texts)
-        scores = fuse(model, first, self.config.fusion, self.fusion_weight, self.config.rrf_k)
-        order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
-        ranked = [Ranked(i, scores[i], texts[i], model[i]) for i in order]
+        query = _check_query(query)
+        docs = _check_texts(texts)
+        if not docs:
+            return Ranking([], 0)
+        if self._cascade is not None:
+            if budget is not None:
+                msg = "budget_ms cannot be combined with a cascade (cascade_top_k); use one or the other"
+                raise ConfigError(msg)
+            scored, model, rest, rest_model = self._cascade_scores(query, docs)
+        else:
+            deadline = None if budget is None else start + budget / 1000.0
+            raw, k = self._score_raw(query, docs, deadline)
+            scored, model = list(range(k)), self._normalized(raw)
+            rest = list(range(k, len(docs)))
+            rest_model = [self._normalized([-math.inf])[0]] * len(rest)
+        first_scored = None if first is None else [first[i] for i in scored]
+        fused = fuse(model, first_scored, self.config.fusion, self.fusion_weight, self.config.rrf_k)
+        order = sorted(range(len(scored)), key=lambda j: (-fused[j], scored[j]))
+        ranked = [Ranked(scored[j], fused[j], docs[scored[j]], model[j]) for j in order]
+        unscored = self._normalized([-math.inf])[0]
+        ranked += [Ranked(i, unscored, docs[i], m) for i, m in zip(rest, rest_model, strict=True)]
         if threshold is not None:
             ranked = [r for r in ranked if r.score >= threshold]
-        return ranked if top_n is None else ranked[:top_n]
+        return Ranking(ranked if top_n is None else ranked[:top_n], len(scored))
+
+    def _cascade_scores(self, query: str, docs: list[str]) -> tuple[list[int], list[float], list[int], list[float]]:
+        """Cheap scores for all, full scores for the cheap scorer's best k.
+
+        Returns:
+            The input positions the full model scored (in input order), their scores, the
+            other positions in the cheaper scorer's order, and the cheaper scorer's scores for them.
+        """
+        cheap = self._cascade
+        top_k = self.config.cascade_top_k
+        if cheap is None or top_k is None:  # pragma: no cover - only called with a cascade
+            msg = "no cascade configured"
+            raise ConfigError(msg)
+        cheap_raw, _ = cheap._score_raw(query, docs)
+        cheap_scores = cheap._normalized(cheap_raw)
+        best = sorted(range(len(docs)), key=lambda i: (-cheap_raw[i], i))
+        top = sorted(best[:top_k])
+        full_raw, _ = self._score_raw(query, [docs[i] for i in top])
+        rest = best[top_k:]
+        return top, self._normalized(full_raw), rest, [cheap_scores[i] for i in rest]
 
     async def ascore(self, query: str, texts: Sequence[str]) -> list[float]:
         """Like :meth:`score`, in a worker thread so the event loop keeps running."""
@@ -247,9 +361,10 @@ class Reranker:
         top_n: int | None = None,
         score_threshold: float | None = None,
         first_stage_scores: Sequence[float] | None = None,
-    ) -> list[Ranked]:
+        budget_ms: float | None = None,
+    ) -> Ranking:
         """Like :meth:`rerank`, in a worker thread so the event loop keeps running."""
-        return await asyncio.to_thread(self.rerank, query, texts, top_n, score_threshold, first_stage_scores)
+        return await asyncio.to_thread(self.rerank, query, texts, top_n, score_threshold, first_stage_scores, budget_ms)
 
     # -- internals ----------------------------------------------------------------
 
@@ -299,6 +414,9 @@ class Reranker:
     def _batches(self, order: list[int], lengths: list[int], query_tokens: int) -> Iterator[list[int]]:
         """Group window ids (sorted longest first) by ``batch_size`` and ``max_batch_tokens``."""
         size, budget = self.config.batch_size, self.config.max_batch_tokens
+        if budget is None:
+            preferred = getattr(self.scorer, "preferred_batch_tokens", None)
+            budget = preferred if isinstance(preferred, int) and preferred > 0 else None
         batch: list[int] = []
         longest = 0
         for wid in order:
@@ -312,18 +430,67 @@ class Reranker:
         if batch:
             yield batch
 
-    def _score_raw(self, query: str, docs: list[str]) -> list[float]:
-        """Raw logits per document: dedupe, window, sort by length, batch, score, take the max."""
+    def _score_raw(self, query: str, docs: list[str], deadline: float | None = None) -> tuple[list[float], int]:
+        """Raw logits of the first ``k`` documents, and ``k``: all of them, or what fits before ``deadline``.
+
+        Dedupe, window, look up the cache, sort by length, batch, score, take each document's best window.
+        """
         unique: dict[str, int] = {}
         doc_ids = [unique.setdefault(d, len(unique)) for d in docs]
-        unique_docs = list(unique)
         query, query_tokens = self._prepare_query(query)
-        windows, lengths, per_doc = self._windows(query_tokens, unique_docs)
-        order = sorted(range(len(windows)), key=lambda w: -lengths[w])
-        window_scores = [0.0] * len(windows)
-        batches = list(self._batches(order, lengths, query_tokens))
-        for batch in self._progress(batches, len(windows)):
-            scores = self.scorer.score_pairs([(query, windows[w]) for w in batch])
+        windows, lengths, per_doc = self._windows(query_tokens, list(unique))
+        scores: list[float | None] = [None] * len(windows)
+        keys: list[bytes] | None = None
+        if self._cache is not None:
+            keys = [self._cache.key(query, w) for w in windows]
+            scores = self._cache.get_many(keys)
+        pairs = _Pairs(query, query_tokens, windows, lengths, scores, keys)
+        if deadline is None:
+            k = len(docs)
+            self._score_windows(pairs, [w for w in range(len(windows)) if scores[w] is None])
+        else:
+            k = self._score_within(pairs, [per_doc[u] for u in doc_ids], deadline)
+        out = []
+        for u in doc_ids[:k]:
+            best = max(s for s in (scores[w] for w in per_doc[u]) if s is not None)
+            out.append(best)
+        return out, k
+
+    def _score_within(self, pairs: _Pairs, doc_windows: list[list[int]], deadline: float) -> int:
+        """Score the first documents whose predicted cost fits before ``deadline``; return how many."""
+        specials = self.scorer.num_special_tokens
+        n, k = len(doc_windows), 0
+        if self._throughput.seconds_per_token is None:
+            # Nothing measured yet: the first few documents calibrate.
+            k = min(n, _CALIBRATION_DOCS)
+            todo = {w for ids in doc_windows[:k] for w in ids if pairs.scores[w] is None}
+            self._score_windows(pairs, sorted(todo))
+        rate = self._throughput.seconds_per_token or 0.0
+        allowed = (deadline - time.perf_counter()) * _BUDGET_SAFETY
+        counted: set[int] = set()
+        predicted = 0.0
+        while k < n:
+            new = [w for w in doc_windows[k] if pairs.scores[w] is None and w not in counted]
+            cost = sum(pairs.lengths[w] + pairs.query_tokens + specials for w in new) * rate * _PADDING_ALLOWANCE
+            if predicted + cost > allowed:
+                break
+            predicted += cost
+            counted.update(new)
+            k += 1
+        self._score_windows(pairs, sorted(counted))
+        return k
+
+    def _score_windows(self, pairs: _Pairs, todo: list[int]) -> None:
+        """Score the windows ``todo`` (longest first, in batches), timing each batch; fill ``pairs.scores``."""
+        if not todo:
+            return
+        lengths, extra = pairs.lengths, pairs.query_tokens + self.scorer.num_special_tokens
+        order = sorted(todo, key=lambda w: -lengths[w])
+        batches = list(self._batches(order, lengths, pairs.query_tokens))
+        for batch in self._progress(batches, len(todo)):
+            started = time.perf_counter()
+            scores = self.scorer.score_pairs([(pairs.query, pairs.windows[w]) for w in batch])
+            self._throughput.record(time.perf_counter() - started, len(batch) * (lengths[batch[0]] + extra))
             if len(scores) != len(batch):
                 msg = f"the scorer returned {len(scores)} scores for {len(batch)} pairs"
                 raise ScoringError(msg)
@@ -334,9 +501,9 @@ class Reranker:
                         "overflowed in reduced precision (try a float32 device/backend)"
                     )
                     raise ScoringError(msg)
-                window_scores[w] = float(s)
-        per_unique = [max(window_scores[w] for w in ids) for ids in per_doc]
-        return [per_unique[u] for u in doc_ids]
+                pairs.scores[w] = float(s)
+            if self._cache is not None and pairs.keys is not None:
+                self._cache.put_many([(pairs.keys[w], float(s)) for w, s in zip(batch, scores, strict=True)])
 
     def _progress(self, batches: list[list[int]], n_pairs: int) -> Iterator[list[int]]:
         show = self.config.show_progress
@@ -351,6 +518,18 @@ class Reranker:
             for batch in batches:
                 yield batch
                 bar.update(len(batch))
+
+
+@dataclass
+class _Pairs:
+    """The (query, window) pairs of one call: texts, token counts, scores so far and cache keys."""
+
+    query: str
+    query_tokens: int
+    windows: list[str]
+    lengths: list[int]
+    scores: list[float | None]
+    keys: list[bytes] | None
 
 
 def shared_reranker(reranker: Reranker | None, model: str | None, options: Mapping[str, Any]) -> Reranker:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from xrerank_core._backends import Scorer
 from xrerank_core._config import RerankerConfig
-from xrerank_core._exceptions import ModelNotFoundError
+from xrerank_core._exceptions import ModelLoadError, ModelNotFoundError
 
 __all__ = ["bundled_models", "get_scorer", "resolve_model"]
 
@@ -49,7 +49,12 @@ def resolve_model(model: str) -> str:
     return model
 
 
-def _device_key(device: str) -> str:
+def _device_key(device: str, backend: str) -> str:
+    if device == "auto" and backend in ("onnx", "onnx-int8"):
+        # Without importing torch (hundreds of MB): onnxruntime's CUDA provider or the CPU.
+        from xrerank_core._backends._onnx import cuda_provider_available
+
+        return "cuda" if cuda_provider_available() else "cpu"
     from xrerank_core._backends._torch import resolve_device
 
     return resolve_device(device)
@@ -63,9 +68,9 @@ def get_scorer(config: RerankerConfig) -> Scorer:
     path = resolve_model(config.model)
     folder = Path(path).expanduser()
     model_key = str(folder.resolve()) if folder.is_dir() else path
-    backend = "torch" if config.backend == "auto" else config.backend
-    device = _device_key(config.device)
+    device = _device_key(config.device, config.backend)
     dtype = config.dtype
+    backend = _pick_backend(config.backend, device, dtype)
     if dtype == "auto":
         dtype = "float16" if device.startswith("cuda") else "float32"
     key = (model_key, backend, device, dtype, config.trust_remote_code, config.allow_pickle)
@@ -79,16 +84,50 @@ def get_scorer(config: RerankerConfig) -> Scorer:
             scorer = _cache.get(key)
         if scorer is not None:
             return scorer
-        from xrerank_core._backends._torch import TorchScorer
-
         logger.info("loading %s (backend=%s, device=%s, dtype=%s)", path, backend, device, dtype)
-        scorer = TorchScorer(
-            path,
-            device=device,
-            dtype=dtype,
-            trust_remote_code=config.trust_remote_code,
-            allow_pickle=config.allow_pickle,
-        )
+        scorer = _load(path, backend, device, dtype, config)
         with _cache_lock:
             _cache[key] = scorer
         return scorer
+
+
+def _pick_backend(backend: str, device: str, dtype: str) -> str:
+    """``"auto"``: onnxruntime float32 on CPU when it is installed (same scores as torch), else torch.
+
+    int8 is never picked automatically: it changes scores, so it is the user's choice. A
+    reduced-precision ``dtype`` asks for torch.
+    """
+    if backend != "auto":
+        return backend
+    from xrerank_core._backends._onnx import onnx_installed
+
+    cpu_float32 = device == "cpu" and dtype in ("auto", "float32")
+    return "onnx" if cpu_float32 and onnx_installed() else "torch"
+
+
+def _load(path: str, backend: str, device: str, dtype: str, config: RerankerConfig) -> Scorer:
+    from xrerank_core._backends._torch import TorchScorer
+
+    if backend in ("onnx", "onnx-int8"):
+        from xrerank_core._backends._onnx import OnnxScorer
+
+        try:
+            return OnnxScorer(
+                path,
+                quantize=backend == "onnx-int8",
+                device=device,
+                trust_remote_code=config.trust_remote_code,
+                allow_pickle=config.allow_pickle,
+            )
+        except ModelLoadError as exc:
+            # Under "auto", an export that fails falls back to torch; a missing or wrong model does not.
+            if config.backend != "auto" or type(exc) is not ModelLoadError:
+                raise
+            logger.warning("the ONNX backend is not available for %s (%s); using torch", path, exc)
+    return TorchScorer(
+        path,
+        device=device,
+        dtype=dtype,
+        trust_remote_code=config.trust_remote_code,
+        allow_pickle=config.allow_pickle,
+    )

@@ -105,8 +105,8 @@ class EvalReport:
     Attributes:
         dataset: The dataset's name, e.g. ``"trec-dl-2019-passage/BM25"``.
         model: The reranker's model, or ``None`` when only the first stage was evaluated.
-        backend: ``"torch"`` (or the scorer's class name for a custom scorer); ``None``
-            without a reranker.
+        backend: ``"torch"``, ``"onnx"`` or ``"onnx-int8"`` (or the scorer's class name for a
+            custom scorer); ``None`` without a reranker.
         device: The device the model runs on; ``None`` without a reranker.
         settings: Everything else that shapes the numbers: ``first_stage``,
             ``candidates``, ``top_n``, ``queries`` (as asked), ``metrics``,
@@ -328,7 +328,12 @@ def _describe_reranker(reranker: Reranker) -> tuple[str, str, dict[str, Any]]:
     from xrerank_core._backends._torch import TorchScorer
 
     scorer = reranker.scorer
-    backend = "torch" if isinstance(scorer, TorchScorer) else type(scorer).__name__
+    if isinstance(scorer, TorchScorer):
+        backend = "torch"
+    elif type(scorer).__name__ == "OnnxScorer":
+        backend = "onnx-int8" if getattr(scorer, "quantized", False) else "onnx"
+    else:
+        backend = type(scorer).__name__
     device = str(getattr(scorer, "device", reranker.config.device))
     c = reranker.config
     options: dict[str, Any] = {
