@@ -27,6 +27,7 @@ import os
 import shutil
 import tempfile
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -276,7 +277,9 @@ def _export_fp32(source: Path, out: Path, *, trust_remote_code: bool, allow_pick
     axes = {n: {0: "batch", 1: "sequence"} for n in input_names}
     logger.info("exporting %s to ONNX (once; kept in %s)", source, out)
     try:
-        with torch.inference_mode():
+        # The tracer warns about every Python-level branch it freezes; the check below is what counts.
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             torch.onnx.export(
                 _logits_module(hf_model, input_names),
                 tuple(feeds_pt[n] for n in input_names),

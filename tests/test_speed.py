@@ -1,0 +1,361 @@
+"""The speed features: the ONNX backends, the score cache, budget_ms and the cascade.
+
+ONNX tests export the tiny models for real (torch.onnx, onnxruntime's optimizer and
+quantiser) into this session's cache folder (conftest) and run them with onnxruntime.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from conftest import FakeScorer
+
+from xrerank_core import ConfigError, MissingDependencyError, Reranker, RerankerConfig
+from xrerank_core._backends._onnx import OnnxScorer, onnx_cache_root, onnx_installed
+from xrerank_core._backends._torch import TorchScorer
+from xrerank_core._engine import Ranking
+
+needs_onnx = pytest.mark.skipif(not onnx_installed(), reason="onnxruntime and onnx are not installed")
+
+QUERY = "what is the capital of france?"
+DOCS = [
+    "Berlin is the capital of Germany and has many museums.",
+    "Paris is the capital and most populous city of France.",
+    "The Eiffel Tower stands in Paris, on the Champ de Mars.",
+    "Bananas are rich in potassium.",
+    "France is a country in Western Europe; its capital is Paris.",
+    "Madrid is the capital of Spain.",
+    "Cross-encoders read the query and the document together.",
+    "Lyon is the third-largest city of France.",
+]
+
+
+def _spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    def ranks(x: Sequence[float]) -> list[int]:
+        order = sorted(range(len(x)), key=lambda i: x[i])
+        r = [0] * len(x)
+        for pos, i in enumerate(order):
+            r[i] = pos
+        return r
+
+    ra, rb = ranks(a), ranks(b)
+    n = len(a)
+    return 1 - 6 * sum((x - y) ** 2 for x, y in zip(ra, rb, strict=True)) / (n * (n * n - 1))
+
+
+# --------------------------------------------------------------------------- ONNX backend
+
+
+@needs_onnx
+@pytest.mark.parametrize("fixture", ["tiny_bert", "tiny_xlmr", "tiny_bert_2labels"])
+def test_onnx_float32_scores_match_torch(fixture: str, request: pytest.FixtureRequest) -> None:
+    path = request.getfixturevalue(fixture)
+    torch_rr = Reranker(path, backend="torch")
+    onnx_rr = Reranker(path, backend="onnx")
+    assert isinstance(onnx_rr.scorer, OnnxScorer) and not onnx_rr.scorer.quantized
+    assert onnx_rr.max_length == torch_rr.max_length
+    assert onnx_rr.scorer.num_special_tokens == torch_rr.scorer.num_special_tokens
+    long_doc = " ".join(DOCS * 6)  # longer than the tiny models' limit: split into windows
+    texts = [*DOCS, long_doc]
+    assert onnx_rr.score(QUERY, texts) == pytest.approx(torch_rr.score(QUERY, texts), abs=1e-4)
+    # token spans come from the same fast tokenizer
+    assert onnx_rr.scorer.token_offsets(texts) == torch_rr.scorer.token_offsets(texts)
+
+
+@needs_onnx
+def test_onnx_int8_ranks_like_float32(minilm_cross_encoder: str) -> None:
+    fp32 = Reranker(minilm_cross_encoder, backend="onnx")
+    int8 = Reranker(minilm_cross_encoder, backend="onnx-int8")
+    assert isinstance(int8.scorer, OnnxScorer) and int8.scorer.quantized
+    assert int8.scorer.path.stat().st_size < fp32.scorer.path.stat().st_size / 3  # int8 weights: a quarter
+    a, b = fp32.score(QUERY, DOCS), int8.score(QUERY, DOCS)
+    assert a != b  # quantised: not the same numbers
+    assert _spearman(a, b) > 0.9
+    assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 0.1 * (max(a) - min(a)) + 0.05
+
+
+@needs_onnx
+def test_auto_picks_onnx_float32_on_cpu(tiny_bert: str) -> None:
+    rr = Reranker(tiny_bert, device="cpu")
+    assert isinstance(rr.scorer, OnnxScorer) and not rr.scorer.quantized
+    assert isinstance(Reranker(tiny_bert, device="cpu", dtype="bfloat16").scorer, TorchScorer)
+
+
+@needs_onnx
+def test_export_is_reused_and_a_damaged_file_is_rebuilt(tiny_bert: str) -> None:
+    first = OnnxScorer(tiny_bert)
+    path = first.path
+    assert path.parent.parent == onnx_cache_root()
+    expected = first.score_pairs([(QUERY, d) for d in DOCS])
+    stamp = path.stat().st_mtime_ns
+    again = OnnxScorer(tiny_bert)
+    assert again.path == path and path.stat().st_mtime_ns == stamp  # reused, not exported again
+    path.write_bytes(b"not an onnx file")
+    rebuilt = OnnxScorer(tiny_bert)
+    assert rebuilt.path == path and path.stat().st_size > 1000
+    assert rebuilt.score_pairs([(QUERY, d) for d in DOCS]) == pytest.approx(expected, abs=1e-6)
+
+
+@needs_onnx
+def test_new_weights_get_a_new_export(tiny_bert: str, tmp_path: Path) -> None:
+    import shutil
+
+    from conftest import _save_bert
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_bert, copy)
+    other = _save_bert(tmp_path / "other", seed=5)
+    assert OnnxScorer(str(copy)).path == OnnxScorer(tiny_bert).path  # same files, same export
+    assert OnnxScorer(str(other)).path != OnnxScorer(tiny_bert).path
+
+
+@needs_onnx
+def test_two_processes_export_once(tiny_xlmr: str, tmp_path: Path) -> None:
+    code = (
+        "import sys; from xrerank_core._backends._onnx import OnnxScorer; "
+        "s = OnnxScorer(sys.argv[1]); print(s.path, s.path.stat().st_mtime_ns)"
+    )
+    env = {**os.environ, "XRERANK_CACHE": str(tmp_path), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, tiny_xlmr], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=300)[0].split() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert outs[0] == outs[1]  # the same file, written once (the second waited on the lock and reused it)
+    assert len(list((tmp_path / "onnx").glob("*/model.onnx"))) == 1
+
+
+def test_missing_onnxruntime_names_the_extra(tiny_bert: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what an absent package looks like to `import`
+    with pytest.raises(MissingDependencyError, match=r'pip install "xrerank\[onnx\]"'):
+        OnnxScorer(tiny_bert, quantize=True)
+
+
+@needs_onnx
+def test_onnx_backend_refuses_cuda_without_its_provider(tiny_bert: str) -> None:
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider")
+    with pytest.raises(ConfigError, match="onnxruntime-gpu"):
+        OnnxScorer(tiny_bert, device="cuda")
+
+
+@needs_onnx
+def test_onnx_scorer_is_thread_safe(tiny_bert: str) -> None:
+    rr = Reranker(tiny_bert, backend="onnx", batch_size=2)
+    expected = rr.score(QUERY, DOCS)
+    results: list[list[float]] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            results.append(rr.score(QUERY, DOCS))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 16
+    assert all(r == pytest.approx(expected, abs=1e-6) for r in results)
+
+
+# --------------------------------------------------------------------------- score cache
+
+
+def test_cache_answers_a_repeated_query_without_scoring(fake: FakeScorer) -> None:
+    rr = Reranker(fake, cache_size=100)
+    first = rr.rerank("capital france", DOCS)
+    n = fake.pairs_scored
+    again = rr.rerank("capital france", DOCS)
+    assert fake.pairs_scored == n  # nothing scored the second time
+    assert again == first
+    assert rr.cache is not None and rr.cache.hits == len(DOCS)
+    rr.rerank("capital spain", DOCS)  # another query: scored
+    assert fake.pairs_scored == 2 * n
+
+
+def test_cache_is_bounded_and_drops_the_least_recently_used(fake: FakeScorer) -> None:
+    rr = Reranker(fake, cache_size=3)
+    rr.score("q", ["a", "b", "c"])
+    rr.score("q", ["a"])  # a is now the most recent
+    rr.score("q", ["d"])  # evicts b
+    assert rr.cache is not None and len(rr.cache) == 3
+    before = fake.pairs_scored
+    rr.score("q", ["a", "c", "d"])
+    assert fake.pairs_scored == before
+    rr.score("q", ["b"])
+    assert fake.pairs_scored == before + 1
+
+
+def test_cache_is_off_by_default_and_validated(fake: FakeScorer) -> None:
+    rr = Reranker(fake)
+    rr.score("q", ["a"])
+    rr.score("q", ["a"])
+    assert rr.cache is None and fake.pairs_scored == 2
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ConfigError, match="cache_size"):
+            RerankerConfig(cache_size=bad)  # type: ignore[arg-type]
+
+
+def test_cache_under_16_threads(fake: FakeScorer) -> None:
+    rr = Reranker(fake, cache_size=50)
+    queries = [f"capital {w}" for w in ("france", "spain", "germany", "paris")]
+    expected = {q: Reranker(FakeScorer()).score(q, DOCS) for q in queries}
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            for k in range(20):
+                q = queries[(i + k) % len(queries)]
+                assert rr.score(q, DOCS) == expected[q]
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert rr.cache is not None and len(rr.cache) <= 50 and rr.cache.hits > 0
+
+
+# --------------------------------------------------------------------------- budget_ms
+
+
+class SlowScorer(FakeScorer):
+    """The fake scorer, taking a fixed time per token of each pair (padding included)."""
+
+    def __init__(self, seconds_per_token: float) -> None:
+        super().__init__(max_length=64)
+        self.seconds_per_token = seconds_per_token
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        tokens = max(len(self.token_offsets([q])[0]) + len(self.token_offsets([d])[0]) + 3 for q, d in pairs)
+        time.sleep(self.seconds_per_token * tokens * len(pairs))
+        return super().score_pairs(pairs)
+
+
+def test_rerank_returns_a_ranking_that_is_a_list(fake: FakeScorer) -> None:
+    out = Reranker(fake).rerank("capital france", DOCS, top_n=3)
+    assert isinstance(out, list) and isinstance(out, Ranking)
+    assert out.reranked == len(DOCS) and len(out) == 3
+    assert out == list(out)
+    assert Reranker(fake).rerank("q", []).reranked == 0
+
+
+def test_budget_scores_the_first_candidates_and_keeps_the_rest_in_order() -> None:
+    scorer = SlowScorer(seconds_per_token=0.0005)  # ~12 ms per document of ~20 tokens
+    rr = Reranker(scorer, batch_size=4)
+    docs = [f"document {i} about the capital of france and other things" for i in range(60)]
+    rr.score("capital france", docs[:8])  # measures the throughput
+    start = time.perf_counter()
+    out = rr.rerank("capital france", docs, budget_ms=150)
+    elapsed = time.perf_counter() - start
+    assert 0 < out.reranked < len(docs)
+    assert elapsed < 0.150 * 1.5  # within the budget, allowing a loaded CI machine some slack
+    assert len(out) == len(docs)
+    scored, rest = out[: out.reranked], out[out.reranked :]
+    assert sorted(r.index for r in scored) == list(range(out.reranked))  # the first stage's best
+    assert [r.index for r in rest] == list(range(out.reranked, len(docs)))  # then first-stage order
+    assert all(r.score == -math.inf for r in rest)
+    assert all(math.isfinite(r.score) for r in scored)
+
+
+def test_budget_large_enough_reranks_everything(fake: FakeScorer) -> None:
+    rr = Reranker(fake)
+    out = rr.rerank("capital france", DOCS, budget_ms=60_000)
+    assert out.reranked == len(DOCS)
+    assert out == rr.rerank("capital france", DOCS)
+
+
+def test_budget_calibrates_on_its_first_call_and_counts_cached_scores_as_free() -> None:
+    scorer = SlowScorer(seconds_per_token=0.002)
+    rr = Reranker(scorer, cache_size=1000, batch_size=4)
+    docs = [f"passage {i} on the capital of france" for i in range(40)]
+    first = rr.rerank("capital france", docs, budget_ms=50)
+    assert first.reranked >= 1  # the first call scores a few documents to measure the throughput
+    rr.score("capital france", docs)  # now every pair is cached
+    assert rr.rerank("capital france", docs, budget_ms=50).reranked == len(docs)
+
+
+def test_budget_sigmoid_threshold_and_validation(fake: FakeScorer) -> None:
+    scorer = SlowScorer(seconds_per_token=0.001)
+    rr = Reranker(scorer, normalize="sigmoid", batch_size=2)
+    docs = [f"capital france text {i}" for i in range(30)]
+    rr.score("capital france", docs[:4])
+    out = rr.rerank("capital france", docs, budget_ms=40)
+    assert out.reranked < len(docs) and all(r.score == 0.0 for r in out[out.reranked :])
+    kept = rr.rerank("capital france", docs, budget_ms=40, score_threshold=0.5)
+    assert all(r.score >= 0.5 for r in kept)
+    for bad in (0, -5, math.inf, "100", True):
+        with pytest.raises(ConfigError, match="budget_ms"):
+            Reranker(fake).rerank("q", ["a"], budget_ms=bad)  # type: ignore[arg-type]
+
+
+async def _arerank(rr: Reranker, docs: list[str]) -> Ranking:
+    return await rr.arerank("capital france", docs, budget_ms=60_000)
+
+
+def test_arerank_takes_a_budget(fake: FakeScorer) -> None:
+    import asyncio
+
+    out = asyncio.run(_arerank(Reranker(fake), DOCS))
+    assert out.reranked == len(DOCS) and [r.index for r in out] == [
+        r.index for r in Reranker(fake).rerank("capital france", DOCS)
+    ]
+
+
+# --------------------------------------------------------------------------- cascade
+
+
+@needs_onnx
+def test_cascade_rescores_the_cheap_scorers_best_k(tiny_bert: str) -> None:
+    rr = Reranker(tiny_bert, backend="onnx", cascade_top_k=3, cascade_backend="onnx-int8")
+    cheap = Reranker(tiny_bert, backend="onnx-int8")
+    full = Reranker(tiny_bert, backend="onnx")
+    out = rr.rerank(QUERY, DOCS)
+    assert out.reranked == 3 and len(out) == len(DOCS)
+    cheap_scores = cheap.score(QUERY, DOCS)
+    best3 = sorted(range(len(DOCS)), key=lambda i: (-cheap_scores[i], i))[:3]
+    assert {r.index for r in out[:3]} == set(best3)
+    full_scores = full.score(QUERY, DOCS)
+    for r in out[:3]:
+        assert r.score == pytest.approx(full_scores[r.index], abs=1e-5)
+    rest = out[3:]
+    assert [r.index for r in rest] == sorted(set(range(len(DOCS))) - set(best3), key=lambda i: (-cheap_scores[i], i))
+    assert all(r.score == -math.inf for r in rest)
+    assert [r.model_score for r in rest] == pytest.approx([cheap_scores[r.index] for r in rest])
+    with pytest.raises(ConfigError, match="cascade"):
+        rr.rerank(QUERY, DOCS, budget_ms=100)
+
+
+def test_cascade_options_are_validated(fake: FakeScorer) -> None:
+    with pytest.raises(ConfigError, match="cascade_top_k"):
+        RerankerConfig(cascade_top_k=0)
+    with pytest.raises(ConfigError, match="cascade_backend"):
+        RerankerConfig(cascade_backend="tensorflow")
+    with pytest.raises(ConfigError, match="cascade_model"):
+        Reranker(fake, cascade_top_k=5)  # a ready Scorer has no name to load a cheaper version of
+
+
+def test_cascade_with_a_cheaper_model(tiny_bert: str, tiny_xlmr: str) -> None:
+    rr = Reranker(tiny_bert, backend="torch", cascade_top_k=2, cascade_model=tiny_xlmr, cascade_backend="torch")
+    out = rr.rerank(QUERY, DOCS, top_n=4)
+    assert out.reranked == 2 and len(out) == 4
+    cheap = Reranker(tiny_xlmr, backend="torch").score(QUERY, DOCS)
+    best2 = sorted(range(len(DOCS)), key=lambda i: (-cheap[i], i))[:2]
+    assert {r.index for r in out[:2]} == set(best2)
