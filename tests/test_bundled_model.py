@@ -22,7 +22,7 @@ def test_it_is_bundled_small_and_documented() -> None:
 
 
 def test_loads_offline_by_name_and_prefers_the_relevant_abstract() -> None:
-    rr = Reranker(NAME, device="cpu")
+    rr = Reranker(NAME, device="cpu", backend="torch")  # the weights are stored in float16
     assert rr.scorer._model.model.dtype.is_floating_point  # type: ignore[attr-defined]
     claim = "Aspirin inhibits the production of PGE2."
     texts = [

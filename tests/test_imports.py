@@ -28,6 +28,7 @@ def test_public_names() -> None:
             "ModelNotFoundError",
             "NotACrossEncoderError",
             "Ranked",
+            "Ranking",
             "RemoteCodeRequiredError",
             "Reranker",
             "RerankerConfig",

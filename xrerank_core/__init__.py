@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from xrerank_core._backends import Scorer
 from xrerank_core._config import DEFAULT_MODEL, RerankerConfig
-from xrerank_core._engine import Ranked, Reranker
+from xrerank_core._engine import Ranked, Ranking, Reranker
 from xrerank_core._exceptions import (
     ConfigError,
     InputError,
@@ -35,6 +35,7 @@ __all__ = [
     "ModelNotFoundError",
     "NotACrossEncoderError",
     "Ranked",
+    "Ranking",
     "RemoteCodeRequiredError",
     "Reranker",
     "RerankerConfig",
