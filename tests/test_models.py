@@ -193,7 +193,7 @@ def test_half_precision_files_load_as_float32_on_cpu(tmp_path: Path, tiny_bert: 
     for f in Path(tiny_bert).iterdir():
         if f.name.startswith("tokenizer"):
             shutil.copy(f, folder / f.name)
-    rr = Reranker(str(folder), device="cpu")
+    rr = Reranker(str(folder), device="cpu", backend="torch")
     assert rr.scorer._model.model.dtype == torch.float32  # type: ignore[attr-defined]
     assert rr.score(QUERY, DOCS) == pytest.approx(reference_logits(tiny_bert, QUERY, DOCS), abs=2e-2)
 
