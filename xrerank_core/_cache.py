@@ -80,6 +80,7 @@ class Throughput:
     def __init__(self, weight: float = 0.3) -> None:
         self._weight = weight
         self._seconds_per_token: float | None = None
+        self._last: float | None = None
         self._lock = threading.Lock()
 
     @property
@@ -87,11 +88,20 @@ class Throughput:
         """The current estimate, ``None`` before the first batch."""
         return self._seconds_per_token
 
+    @property
+    def cautious_seconds_per_token(self) -> float | None:
+        """The slower of the average and the latest batch: what a deadline should plan with."""
+        average, last = self._seconds_per_token, self._last
+        if average is None or last is None:
+            return average
+        return max(average, last)
+
     def record(self, seconds: float, padded_tokens: int) -> None:
         """Add one batch's measurement."""
         if padded_tokens <= 0 or seconds <= 0:
             return
         rate = seconds / padded_tokens
         with self._lock:
+            self._last = rate
             old = self._seconds_per_token
             self._seconds_per_token = rate if old is None else (1 - self._weight) * old + self._weight * rate

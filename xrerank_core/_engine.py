@@ -31,8 +31,9 @@ _WINDOW_SLACK = 4
 _LONG = ("maxp", "truncate")
 # budget_ms: the share of the time left that the predicted scoring time may fill, and the
 # padding allowance on top of the pairs' own tokens.
-_BUDGET_SAFETY = 0.8
+_BUDGET_SAFETY = 0.7
 _PADDING_ALLOWANCE = 1.1
+_BUDGET_BATCH_TOKENS = 512
 # budget_ms before any batch was timed: the first documents, at most this many, calibrate.
 _CALIBRATION_DOCS = 8
 
@@ -411,12 +412,16 @@ class Reranker:
             logger.debug("%d of %d documents are longer than %d tokens: %s", n_split, len(docs), budget, how)
         return windows, lengths, per_doc
 
-    def _batches(self, order: list[int], lengths: list[int], query_tokens: int) -> Iterator[list[int]]:
-        """Group window ids (sorted longest first) by ``batch_size`` and ``max_batch_tokens``."""
+    def _batches(
+        self, order: list[int], lengths: list[int], query_tokens: int, cap: int | None = None
+    ) -> Iterator[list[int]]:
+        """Group window ids (sorted longest first) by ``batch_size`` and ``max_batch_tokens`` (and ``cap``)."""
         size, budget = self.config.batch_size, self.config.max_batch_tokens
         if budget is None:
             preferred = getattr(self.scorer, "preferred_batch_tokens", None)
             budget = preferred if isinstance(preferred, int) and preferred > 0 else None
+        if cap is not None:
+            budget = cap if budget is None else min(budget, cap)
         batch: list[int] = []
         longest = 0
         for wid in order:
@@ -465,7 +470,7 @@ class Reranker:
             k = min(n, _CALIBRATION_DOCS)
             todo = {w for ids in doc_windows[:k] for w in ids if pairs.scores[w] is None}
             self._score_windows(pairs, sorted(todo))
-        rate = self._throughput.seconds_per_token or 0.0
+        rate = self._throughput.cautious_seconds_per_token or 0.0
         allowed = (deadline - time.perf_counter()) * _BUDGET_SAFETY
         counted: set[int] = set()
         predicted = 0.0
@@ -477,20 +482,36 @@ class Reranker:
             predicted += cost
             counted.update(new)
             k += 1
-        self._score_windows(pairs, sorted(counted))
-        return k
+        self._score_windows(pairs, sorted(counted), deadline)
+        # A batch the deadline stopped leaves windows unscored: keep the prefix that is complete.
+        done = 0
+        while done < k and all(pairs.scores[w] is not None for w in doc_windows[done]):
+            done += 1
+        return done
 
-    def _score_windows(self, pairs: _Pairs, todo: list[int]) -> None:
-        """Score the windows ``todo`` (longest first, in batches), timing each batch; fill ``pairs.scores``."""
+    def _score_windows(self, pairs: _Pairs, todo: list[int], deadline: float | None = None) -> None:
+        """Score the windows ``todo`` (longest first, in batches), timing each batch; fill ``pairs.scores``.
+
+        With a ``deadline``, a batch predicted to end after it is not started (nor any after it).
+        """
         if not todo:
             return
         lengths, extra = pairs.lengths, pairs.query_tokens + self.scorer.num_special_tokens
         order = sorted(todo, key=lambda w: -lengths[w])
-        batches = list(self._batches(order, lengths, pairs.query_tokens))
+        # Under a deadline, small batches let the check below stop close to it.
+        cap = None if deadline is None else _BUDGET_BATCH_TOKENS
+        batches = list(self._batches(order, lengths, pairs.query_tokens, cap))
         for batch in self._progress(batches, len(todo)):
             started = time.perf_counter()
+            padded = len(batch) * (lengths[batch[0]] + extra)
+            if (
+                deadline is not None
+                and started + padded * (self._throughput.cautious_seconds_per_token or 0.0) > deadline
+            ):
+                logger.debug("budget_ms: %d pairs left unscored; the measured throughput fell", len(batch))
+                break
             scores = self.scorer.score_pairs([(pairs.query, pairs.windows[w]) for w in batch])
-            self._throughput.record(time.perf_counter() - started, len(batch) * (lengths[batch[0]] + extra))
+            self._throughput.record(time.perf_counter() - started, padded)
             if len(scores) != len(batch):
                 msg = f"the scorer returned {len(scores)} scores for {len(batch)} pairs"
                 raise ScoringError(msg)
