@@ -65,7 +65,23 @@ def _check_query(query: object) -> str:
     if not query.strip():
         msg = "query is empty (or only whitespace); there is nothing to rank against"
         raise InputError(msg)
+    _check_encodable(query, "the query")
     return query
+
+
+def _check_encodable(text: str, what: str) -> None:
+    """Refuse a string that cannot be UTF-8 encoded (lone surrogates), which no tokenizer can read."""
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        msg = (
+            f"{what} holds {text[exc.start]!r} at character {exc.start}: a lone surrogate, not valid Unicode "
+            "(what decoding invalid UTF-8 with errors='surrogateescape' leaves); decode the bytes with "
+            "errors='replace', or clean the text with text.encode('utf-8', 'replace').decode('utf-8')"
+        )
+        raise InputError(msg) from None
 
 
 def _check_texts(texts: object) -> list[str]:
@@ -80,6 +96,7 @@ def _check_texts(texts: object) -> list[str]:
         if not isinstance(t, str):
             msg = f"document {i} is a {type(t).__name__}, not a string"
             raise InputTypeError(msg)
+        _check_encodable(t, f"document {i}")
     return out
 
 
