@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Literal
 
@@ -132,9 +133,11 @@ def validate_top_n(top_n: object) -> int | None:
     """Check ``top_n`` (``None`` or an integer >= 1) and return it."""
     if top_n is None:
         return None
-    if isinstance(top_n, bool) or not isinstance(top_n, int):
+    # numbers.Integral: NumPy integers (from a config or a sweep) are integers too.
+    if isinstance(top_n, bool) or not isinstance(top_n, numbers.Integral):
         msg = f"top_n must be None or an integer >= 1, got {top_n!r}"
         raise ConfigError(msg)
+    top_n = int(top_n)
     if top_n < 1:
         msg = f"top_n must be >= 1 (or None to keep every document), got {top_n}"
         raise ConfigError(msg)
@@ -145,7 +148,7 @@ def validate_threshold(threshold: object) -> float | None:
     """Check ``score_threshold`` (``None`` or a finite number) and return it as a float."""
     if threshold is None:
         return None
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not math.isfinite(threshold):
         msg = f"score_threshold must be None or a finite number, got {threshold!r}"
         raise ConfigError(msg)
     return float(threshold)
