@@ -95,6 +95,8 @@ class XRerankCompressor(BaseDocumentCompressor):
 
     def _first_stage(self, documents: Sequence[Document]) -> list[float] | None:
         key = self.first_stage_score_key
+        if self._reranker.config.fusion == "none":
+            return None  # unused: a NaN or infinite score in the metadata must not fail the rerank
         if key is None or not all(isinstance(d.metadata.get(key), int | float) for d in documents):
             return None
         return [float(d.metadata[key]) for d in documents]

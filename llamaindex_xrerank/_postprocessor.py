@@ -108,9 +108,10 @@ class XRerankPostprocessor(BaseNodePostprocessor):
             texts.append(n.node.get_content(metadata_mode=self.metadata_mode))
         return texts
 
-    @staticmethod
-    def _first_stage(nodes: list[NodeWithScore]) -> list[float] | None:
-        """The retriever's scores, for the reranker's ``fusion`` (``None`` if any is missing)."""
+    def _first_stage(self, nodes: list[NodeWithScore]) -> list[float] | None:
+        """The retriever's scores, for the reranker's ``fusion`` (``None`` if any is missing, or without fusion)."""
+        if self._reranker.config.fusion == "none":
+            return None  # unused: a NaN or infinite retrieval score must not fail the rerank
         scores = [n.score for n in nodes]
         return None if any(s is None for s in scores) else [float(s) for s in scores if s is not None]
 

@@ -397,6 +397,36 @@ def test_nan_or_inf_from_model(target: Any, broken_model: str) -> None:
         target.rank(rr, "dog", target.inputs(["dog", "poison dog", "cat"]), 1, None)
 
 
+def test_non_finite_first_stage_score(target: Any) -> None:
+    texts = ["dog", "cat", "dog cat"]
+    bad = [float("nan"), float("-inf"), 1.0]
+    plain, fused = Reranker(FakeScorer()), Reranker(FakeScorer(), fusion="zscore")
+    if target is ENGINE:  # the caller passed them: an error either way
+        for rr in (plain, fused):
+            with pytest.raises(InputError, match=r"first_stage_scores\[0\] is nan, not a finite number"):
+                rr.rerank("dog cat", texts, first_stage_scores=bad)
+        return
+    items = target.inputs(texts)
+    if target is LANGCHAIN:
+        for d, s in zip(items, bad, strict=True):
+            d.metadata["fs"] = s
+    else:
+        items = [NodeWithScore(node=n.node, score=s) for n, s in zip(items, bad, strict=True)]
+
+    def run(rr: Reranker) -> list[int]:
+        if target is LANGCHAIN:
+            comp = XRerankCompressor(reranker=rr, top_n=None, first_stage_score_key="fs")
+            return [d.metadata["pos"] for d in comp.compress_documents(items, "dog cat")]
+        post = XRerankPostprocessor(reranker=rr, top_n=None)
+        return [n.node.metadata["pos"] for n in post.postprocess_nodes(items, query_str="dog cat")]
+
+    before = copy.deepcopy(items)
+    assert run(plain) == [2, 0, 1]  # fusion off: the retriever's scores are not used
+    with pytest.raises(InputError, match="not a finite number"):
+        run(fused)
+    assert items == before
+
+
 # -- the table and this module stay in step -------------------------------------------
 
 
@@ -414,7 +444,7 @@ def test_readme_table_matches_these_tests() -> None:
         for name, fn in inspect.getmembers(module, inspect.isfunction)
         if name.startswith("test_") and name != "test_readme_table_matches_these_tests"
     ]
-    assert len(rows) == len(set(rows)) >= 19
+    assert len(rows) == len(set(rows)) >= 21
     assert sorted(f"test_{r.replace('-', '_')}" for r in rows) == sorted(tests)
     # and in the same order as the table
     order = sorted(tests, key=lambda n: inspect.getsourcelines(getattr(module, n))[1])
