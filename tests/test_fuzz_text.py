@@ -21,9 +21,10 @@ from xrerank_core import Reranker
 from xrerank_core._text import split_windows
 
 QUICK = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
-QUICK_MODEL = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-SLOW = settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
-SLOW_MODEL = settings(max_examples=600, deadline=None, suppress_health_check=list(HealthCheck))
+QUICK_MODEL = settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+SLOW = settings(max_examples=20000, deadline=None, suppress_health_check=list(HealthCheck))
+SLOW_MODEL = settings(max_examples=5000, deadline=None, suppress_health_check=list(HealthCheck))
+END_TO_END = settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 
 PIECES = [
     "Paris",
@@ -206,7 +207,7 @@ def test_engine_text_preparation_examples(prepared: tuple[Reranker, Any]) -> Non
 def test_engine_scores_weird_text_end_to_end(prepared: tuple[Reranker, Any]) -> None:
     rr, _ = prepared
 
-    @QUICK_MODEL
+    @END_TO_END
     @given(query=weird_text.filter(lambda q: q.strip() != ""), docs=st.lists(weird_text, max_size=4))
     def run(query: str, docs: list[str]) -> None:
         ranked = rr.rerank(query, docs)
