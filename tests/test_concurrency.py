@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 import pytest
+from conftest import FakeScorer
 from langchain_core.documents import Document
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
@@ -154,3 +155,51 @@ def test_200_concurrent_async_calls_equal_sequential_and_keep_the_loop_free(shar
     logging.getLogger(__name__).info(measured)
     assert max_gap < 0.5, measured
     assert ticks >= elapsed / 0.05, measured
+
+
+# -- faults: one caller's failure or cancellation is that caller's alone ---------------------
+
+
+class FlakyScorer(FakeScorer):
+    """Raises on any batch holding the word "boom", after a short pause (so calls overlap)."""
+
+    def score_pairs(self, pairs):  # type: ignore[no-untyped-def]
+        time.sleep(0.002)
+        if any("boom" in text for _, text in pairs):
+            raise RuntimeError("backend failure")
+        return super().score_pairs(pairs)
+
+
+def test_a_failing_call_does_not_disturb_the_others() -> None:
+    rr = Reranker(FlakyScorer(), batch_size=1)
+    good, bad = ["dog", "cat", "dog cat"], ["dog", "boom", "cat"]
+    expected = rr.rerank("dog cat", good)
+
+    def call(i: int) -> list[Ranked] | str:
+        try:
+            return rr.rerank("dog cat", bad if i % 4 == 0 else good)
+        except RuntimeError as exc:
+            return str(exc)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(call, range(200), timeout=WATCHDOG_S))
+    assert all(r == "backend failure" for i, r in enumerate(results) if i % 4 == 0)
+    assert all(r == expected for i, r in enumerate(results) if i % 4)
+    assert rr.rerank("dog cat", good) == expected  # and it keeps working
+
+
+def test_cancelled_async_calls_leave_the_reranker_working() -> None:
+    rr = Reranker(FlakyScorer(), batch_size=1)
+    docs = ["dog", "cat", "dog cat", "fish"]
+    expected = rr.rerank("dog cat", docs)
+
+    async def main() -> list[list[Ranked]]:
+        tasks = [asyncio.create_task(rr.arerank("dog cat", docs)) for _ in range(40)]
+        await asyncio.sleep(0.01)
+        for t in tasks[::2]:
+            t.cancel()
+        done = await asyncio.wait_for(asyncio.gather(*tasks[1::2]), timeout=WATCHDOG_S)
+        assert all(t.cancelled() or t.done() for t in tasks[::2])
+        return [*done, await asyncio.wait_for(rr.arerank("dog cat", docs), timeout=WATCHDOG_S)]
+
+    assert asyncio.run(main()) == [expected] * 21
