@@ -203,3 +203,19 @@ def test_cancelled_async_calls_leave_the_reranker_working() -> None:
         return [*done, await asyncio.wait_for(rr.arerank("dog cat", docs), timeout=WATCHDOG_S)]
 
     assert asyncio.run(main()) == [expected] * 21
+
+
+def test_16_threads_loading_one_model_at_once_share_one_load(tiny_bert: str, tmp_path: Any) -> None:
+    import shutil
+
+    folder = shutil.copytree(tiny_bert, tmp_path / "fresh")  # not loaded by any other test
+    start = threading.Barrier(16)
+
+    def load(_: int) -> Reranker:
+        start.wait()
+        return Reranker(str(folder), device="cpu")
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        rerankers = list(pool.map(load, range(16), timeout=WATCHDOG_S))
+    assert len({id(r.scorer) for r in rerankers}) == 1
+    assert rerankers[0].score("capital of france", DOCS) == rerankers[-1].score("capital of france", DOCS)
