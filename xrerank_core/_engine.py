@@ -299,6 +299,10 @@ class Reranker:
     def _batches(self, order: list[int], lengths: list[int], query_tokens: int) -> Iterator[list[int]]:
         """Group window ids (sorted longest first) by ``batch_size`` and ``max_batch_tokens``."""
         size, budget = self.config.batch_size, self.config.max_batch_tokens
+        # A remote scorer takes a whole request's documents at once (it batches on its side).
+        remote = getattr(self.scorer, "batch_pairs", None)
+        if isinstance(remote, int) and remote > 0:
+            size, budget = remote, None
         batch: list[int] = []
         longest = 0
         for wid in order:

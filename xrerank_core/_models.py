@@ -55,11 +55,25 @@ def _device_key(device: str) -> str:
     return resolve_device(device)
 
 
+def _http_scorer(url: str) -> Scorer:
+    """One shared client per server URL (the API key comes from ``$XRERANK_API_KEY``)."""
+    from xrerank_core._backends._http import HttpScorer
+
+    key = (url, "http")
+    with _cache_lock:
+        scorer = _cache.get(key)
+        if scorer is None:
+            scorer = _cache[key] = HttpScorer(url)
+        return scorer
+
+
 def get_scorer(config: RerankerConfig) -> Scorer:
     """Return the shared scorer for ``config``, loading it on first use.
 
     Two threads asking for the same model at once load it once.
     """
+    if config.backend == "http" or (config.backend == "auto" and config.model.startswith(("http://", "https://"))):
+        return _http_scorer(config.model)
     path = resolve_model(config.model)
     folder = Path(path).expanduser()
     model_key = str(folder.resolve()) if folder.is_dir() else path
