@@ -15,10 +15,11 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -50,7 +51,21 @@ def _encodable(text: str) -> str:
     return text
 
 
+def _whole_number(value: object) -> int:
+    """An integer, or a float with no fraction (JSON Schema's ``integer``); never a bool or a string."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        msg = f"must be an integer, got {type(value).__name__}"
+        raise ValueError(msg)
+    if isinstance(value, float):
+        if not value.is_integer():
+            msg = f"must be an integer, got {value!r}"
+            raise ValueError(msg)
+        return int(value)
+    return value
+
+
 Text = Annotated[StrictStr, AfterValidator(_encodable)]
+PositiveWholeNumber = Annotated[int, Field(ge=1), BeforeValidator(_whole_number)]
 
 
 class DocumentObject(BaseModel):
@@ -66,9 +81,9 @@ class CohereRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    query: Text = Field(description="The search query (not empty).")
+    query: Text = Field(description="The search query (not empty).", pattern=r"\S")
     documents: list[Text | DocumentObject] = Field(description="The documents: strings or {'text': ...} objects.")
-    top_n: StrictInt | None = Field(default=None, ge=1, description="Return at most this many results (default: all).")
+    top_n: PositiveWholeNumber | None = Field(default=None, description="Return at most this many results (default: all).")
     return_documents: StrictBool = Field(default=False, description="Include each document's text in its result.")
     model: StrictStr | None = Field(default=None, description="Accepted for compatibility; the server's model is used.")
     raw_scores: StrictBool = Field(
@@ -98,7 +113,7 @@ class TeiRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    query: Text = Field(description="The search query (not empty).")
+    query: Text = Field(description="The search query (not empty).", pattern=r"\S")
     texts: list[Text] = Field(description="The documents.")
     raw_scores: StrictBool = Field(default=False, description="Raw logits instead of probabilities in [0, 1].")
     return_text: StrictBool = Field(default=False, description="Include each text in its result.")
@@ -162,6 +177,8 @@ def _describe_validation(exc: RequestValidationError) -> str:
         where = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
         if err.get("type") == "json_invalid":
             parts.append(f"the body is not valid JSON ({err.get('ctx', {}).get('error', err.get('msg'))})")
+        elif err.get("type") == "string_pattern_mismatch":
+            parts.append(f"{where}: is empty (or only whitespace); there is nothing to rank against")
         elif err.get("type") == "missing" and where == "body":
             parts.append("the request has no JSON body; send Content-Type: application/json")
         else:
@@ -378,6 +395,7 @@ def build_app(reranker: Reranker, settings: ServerSettings, *, batch_scorer: Bat
             scoring.stop()
 
     errors: dict[int | str, dict[str, Any]] = {
+        400: {"model": ErrorBody, "description": "The body could not be read (not UTF-8, or a bad Content-Length)."},
         413: {"model": ErrorBody, "description": "Too many documents, or the body is too large."},
         422: {"model": ErrorBody, "description": "The body is not valid JSON or not a valid request."},
         500: {"model": ErrorBody, "description": "The model failed (e.g. NaN scores)."},
@@ -402,7 +420,10 @@ def build_app(reranker: Reranker, settings: ServerSettings, *, batch_scorer: Bat
 
     @app.exception_handler(HTTPException)
     async def on_http(_: Request, exc: HTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+        detail = str(exc.detail)
+        if exc.status_code == 400 and detail == "There was an error parsing the body":
+            detail = "the body could not be parsed; send UTF-8 JSON with Content-Type: application/json"
+        return _error(exc.status_code, detail, headers=dict(exc.headers or {}))
 
     @app.exception_handler(InputError)
     async def on_input(_: Request, exc: InputError) -> JSONResponse:
@@ -486,6 +507,20 @@ def build_app(reranker: Reranker, settings: ServerSettings, *, batch_scorer: Bat
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    def openapi() -> dict[str, Any]:
+        # The document limit is a setting of this server: it goes in the spec here.
+        if app.openapi_schema is None:
+            spec = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+            components = spec.get("components", {}).get("schemas", {})
+            for model, field in (("CohereRequest", "documents"), ("TeiRequest", "texts")):
+                prop = components.get(model, {}).get("properties", {}).get(field)
+                if isinstance(prop, dict):
+                    prop["maxItems"] = settings.max_documents
+                    prop["description"] += f" At most {settings.max_documents} (413 beyond)."
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
     if settings.api_key is not None:
         app.add_middleware(_ApiKey, key=settings.api_key)
