@@ -17,7 +17,6 @@ from schemathesis.config import SchemathesisConfig
 from xrerank_core import Reranker
 from xrerank_core.serve import ServerSettings, create_app
 
-
 # Invalid data must get a 4xx (the default list also allows 5xx); more documents than the
 # spec's maxItems are answered 413, as text-embeddings-inference does.
 CONFIG = SchemathesisConfig.from_str(

@@ -83,7 +83,9 @@ class CohereRequest(BaseModel):
 
     query: Text = Field(description="The search query (not empty).", pattern=r"\S")
     documents: list[Text | DocumentObject] = Field(description="The documents: strings or {'text': ...} objects.")
-    top_n: PositiveWholeNumber | None = Field(default=None, description="Return at most this many results (default: all).")
+    top_n: PositiveWholeNumber | None = Field(
+        default=None, description="Return at most this many results (default: all)."
+    )
     return_documents: StrictBool = Field(default=False, description="Include each document's text in its result.")
     model: StrictStr | None = Field(default=None, description="Accepted for compatibility; the server's model is used.")
     raw_scores: StrictBool = Field(
