@@ -43,8 +43,9 @@ API_KEY_ENV = "XRERANK_API_KEY"
 """Environment variable read for the API key when none is passed."""
 
 _PATHS = {"cohere": "/v1/rerank", "tei": "/rerank"}
-# Answers worth another try: the server is starting, overloaded, or a replica went away.
-_RETRY_STATUS = frozenset({429, 502, 503})
+# Answers worth another try (reranking is idempotent): overloaded (429, 503), a gateway or
+# replica that went away (502; 500 is what Ray Serve's proxy answers when a replica dies mid-request).
+_RETRY_STATUS = frozenset({429, 500, 502, 503})
 # A probability this close to 0 or 1 becomes a finite logit (about +-36.7).
 _P_EPS = 1e-16
 
@@ -107,6 +108,7 @@ class HttpScorer:
         batch_pairs: int | None = None,
         max_length: int = 1_000_000,
         headers: dict[str, str] | None = None,
+        retry_statuses: frozenset[int] | set[int] = _RETRY_STATUS,
     ) -> None:
         """Set up the client (nothing is sent until the first request).
 
@@ -123,12 +125,14 @@ class HttpScorer:
                 back into logits. The TEI protocol always asks for raw scores.
             timeout: Seconds to wait for an answer (per attempt).
             connect_timeout: Seconds to wait for a connection (per attempt).
-            retries: Further attempts after a connection error or a 429 / 502 / 503 answer.
+            retries: Further attempts after a connection error or a 429 / 500 / 502 / 503 answer
+                (``retry_statuses``).
             backoff: Seconds before the first retry; doubled each time (with jitter).
             batch_pairs: Documents per request. ``None``: 32 for TEI (its default
                 ``--max-client-batch-size``), else 1000.
             max_length: Reported to the engine; the server applies its own model's limit.
             headers: Extra headers for every request.
+            retry_statuses: HTTP statuses that are retried.
 
         Raises:
             ConfigError: A bad URL or option.
@@ -165,6 +169,7 @@ class HttpScorer:
         self.num_special_tokens = 0
         self.batch_pairs = batch_pairs
         self.retries = retries
+        self.retry_statuses = frozenset(retry_statuses)
         self.backoff = float(backoff)
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         all_headers = {"Accept": "application/json", **(headers or {})}
@@ -256,7 +261,7 @@ class HttpScorer:
                     f"({type(exc).__name__}: {exc}); check that it is running and the URL is right"
                 )
                 raise HTTPBackendError(msg) from exc
-            if response.status_code in _RETRY_STATUS and attempt < self.retries:
+            if response.status_code in self.retry_statuses and attempt < self.retries:
                 attempt += 1
                 self._sleep(attempt, response.headers.get("retry-after"), f"HTTP {response.status_code}")
                 continue
