@@ -414,3 +414,45 @@ def test_cli_serve_runs_a_working_server(tiny_bert: str, local: Reranker) -> Non
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_requests_that_wait_together_are_scored_together() -> None:
+    slow = SlowScorer(0.4)
+    rr = Reranker(slow)
+    docs = ["q a", "b q q", "c"]
+
+    def burst(url: str) -> list[httpx.Response]:
+        out: list[httpx.Response] = []
+        lock = threading.Lock()
+
+        def call(query: str) -> None:
+            r = httpx.post(url + "/v1/rerank", json={"query": query, "documents": docs, "raw_scores": True}, timeout=30)
+            with lock:
+                out.append(r)
+
+        first = threading.Thread(target=call, args=("q",))  # occupies the only worker
+        first.start()
+        time.sleep(0.15)
+        rest = [threading.Thread(target=call, args=(q,)) for q in ("q", "a b", "\x1c", "c q", "b")]
+        for t in rest:
+            t.start()
+        for t in [first, *rest]:
+            t.join()
+        return out
+
+    with serving(create_app(rr, ServerSettings(max_concurrency=1, max_batch_requests=16))) as url:
+        responses = burst(url)
+    assert len(slow.batches) == 2  # the first request alone, then the five that waited, in one forward pass
+    by_status = sorted(r.status_code for r in responses)
+    assert by_status == [200, 200, 200, 200, 200, 422]  # the bad query fails alone
+    bad = next(r for r in responses if r.status_code == 422)
+    assert "query is empty" in bad.json()["error"]
+    for r in responses:
+        if r.status_code == 200:
+            got = {x["index"]: x["relevance_score"] for x in r.json()["results"]}
+            assert len(got) == 3
+    slow.batches.clear()
+    with serving(create_app(rr, ServerSettings(max_concurrency=1, max_batch_requests=1))) as url:
+        responses = burst(url)
+    assert sorted(r.status_code for r in responses) == [200, 200, 200, 200, 200, 422]
+    assert len(slow.batches) == 5  # one per request (the bad one never reaches the model)

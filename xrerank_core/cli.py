@@ -123,7 +123,13 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--max-documents", type=int, default=d.max_documents, help="most documents per request")
     p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="largest request body")
     p.add_argument("--timeout", type=float, default=d.timeout_s, help="seconds a request may take, waiting included")
-    p.add_argument("--max-concurrency", type=int, default=d.max_concurrency, help="requests scored at once")
+    p.add_argument("--max-concurrency", type=int, default=d.max_concurrency, help="scoring jobs run at once")
+    p.add_argument(
+        "--max-batch-requests",
+        type=int,
+        default=d.max_batch_requests,
+        help="most waiting requests scored together as one job (1: no batching)",
+    )
     p.add_argument(
         "--api-key",
         default=None,
@@ -145,6 +151,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         max_body_bytes=args.max_body_bytes,
         timeout_s=args.timeout,
         max_concurrency=args.max_concurrency,
+        max_batch_requests=args.max_batch_requests,
         api_key=args.api_key or os.environ.get("XRERANK_API_KEY") or None,
     )
     reranker = Reranker(

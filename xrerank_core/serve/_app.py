@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -309,58 +310,131 @@ class _Instrument:
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
 
 
+@dataclass
+class _Job:
+    """One request waiting for (or in) a scoring batch."""
+
+    query: str
+    texts: list[str]
+    future: asyncio.Future[list[float]]
+    started: bool = False
+
+
 class _Scoring:
-    """Runs the reranker in worker threads, at most ``max_concurrency`` at once, within the timeout."""
+    """Scores requests in worker threads, batching those that wait together, within the timeout.
+
+    ``max_concurrency`` workers each take every request waiting in the queue (at most
+    ``max_batch_requests``) and score them as one job (:meth:`Reranker.score_many`), so under
+    load requests share forward passes. A request still queued when its timeout ends is answered
+    503; one being scored, 504 (its batch still finishes, for the others in it).
+    """
 
     def __init__(self, reranker: Reranker, settings: ServerSettings, batch_scorer: BatchScorer | None) -> None:
         self.reranker = reranker
         self.settings = settings
         self.batch_scorer = batch_scorer
         self._executor: ThreadPoolExecutor | None = None
-        self._slots: asyncio.Semaphore | None = None
+        self._queue: asyncio.Queue[_Job] | None = None
+        self._workers: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
+        loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="xrerank-serve")
-        self._slots = asyncio.Semaphore(self.settings.max_concurrency)
+        self._queue = asyncio.Queue()
+        self._workers = [loop.create_task(self._work()) for _ in range(self.settings.max_concurrency)]
 
     def stop(self) -> None:
+        for task in self._workers:
+            task.cancel()
+        self._workers = []
+        self._queue = None
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._queue is not None and self._executor is not None:
+            queue, executor = self._queue, self._executor
+            jobs = [await queue.get()]
+            while len(jobs) < self.settings.max_batch_requests and not queue.empty():
+                jobs.append(queue.get_nowait())
+            live = [job for job in jobs if not job.future.done()]  # done: the client stopped waiting
+            if not live:
+                continue
+            for job in live:
+                job.started = True
+            try:
+                results = await loop.run_in_executor(executor, self._score_jobs, [(j.query, j.texts) for j in live])
+            except Exception as exc:  # a failure that is not the input's: every request in the batch gets it
+                results = [exc] * len(live)
+            for job, result in zip(live, results, strict=True):
+                if job.future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    job.future.set_exception(result)
+                else:
+                    job.future.set_result(result)
+
+    def _score_jobs(self, items: list[tuple[str, list[str]]]) -> list[list[float] | BaseException]:
+        out: list[list[float] | BaseException] = []
+        valid: list[int] = []
+        for i, (query, _) in enumerate(items):
+            try:
+                self.reranker.score(query, [])  # checks the query alone
+            except XRerankError as exc:
+                out.append(exc)
+                continue
+            out.append([])
+            valid.append(i)
+        try:
+            for i, scores in zip(valid, self.reranker.score_many([items[i] for i in valid]), strict=True):
+                out[i] = scores
+        except XRerankError as exc:
+            if len(valid) == 1:
+                out[valid[0]] = exc
+                return out
+            # Something in one request broke the job (NaN scores...): one by one, so only it fails.
+            for i in valid:
+                try:
+                    out[i] = self.reranker.score(*items[i])
+                except XRerankError as exc:
+                    out[i] = exc
+        return out
+
     async def score(self, query: str, texts: list[str]) -> list[float]:
         if not texts:
             # Still checks the query, like the engine does.
-            return await asyncio.to_thread(self.reranker.score, query, texts)
+            return self.reranker.score(query, texts)
         timeout = self.settings.timeout_s
         if self.batch_scorer is not None:
             try:
                 return await asyncio.wait_for(self.batch_scorer(query, texts), timeout)
             except TimeoutError as exc:
                 raise HTTPException(504, self._timeout_message()) from exc
-        if self._executor is None or self._slots is None:
+        if self._queue is None:
             self.start()
-        executor, slots = self._executor, self._slots
-        if executor is None or slots is None:
-            msg = "the server's scoring pool is not running"
+        queue = self._queue
+        if queue is None:
+            msg = "the server's scoring workers are not running"
             raise HTTPException(503, msg)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        job = _Job(query, texts, asyncio.get_running_loop().create_future())
+        queue.put_nowait(job)
         try:
-            await asyncio.wait_for(slots.acquire(), timeout)
+            return await asyncio.wait_for(asyncio.shield(job.future), timeout)
         except TimeoutError as exc:
+            if job.started:
+                raise HTTPException(504, self._timeout_message()) from exc
+            job.future.cancel()
             msg = (
-                f"the server is busy: no scorer was free within {timeout:g} s; retry later, or add "
-                "replicas / raise --max-concurrency"
+                f"the server is busy: the request waited {timeout:g} s without a free scorer; retry later, "
+                "or add replicas / raise --max-concurrency"
             )
             raise HTTPException(503, msg, headers={"Retry-After": "1"}) from exc
-        future = loop.run_in_executor(executor, self.reranker.score, query, texts)
-        # The slot is freed when the work ends, even if the client stopped waiting for it.
-        future.add_done_callback(lambda _: slots.release())
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), max(deadline - loop.time(), 0.001))
-        except TimeoutError as exc:
-            raise HTTPException(504, self._timeout_message()) from exc
+        except asyncio.CancelledError:
+            if not job.started:
+                job.future.cancel()
+            raise
 
     def _timeout_message(self) -> str:
         return (

@@ -19,8 +19,10 @@ class ServerSettings:
         max_body_bytes: Largest request body; larger is answered 413.
         timeout_s: Seconds a request may take, waiting included: a request still waiting
             for a free scorer then is answered 503, one still being scored 504.
-        max_concurrency: Requests scored at once (each in its own worker thread); the
-            rest wait, in arrival order.
+        max_concurrency: Scoring jobs run at once (each in its own worker thread); the
+            requests that arrive meanwhile wait, in arrival order.
+        max_batch_requests: Most waiting requests one job scores together (their pairs share
+            length-sorted forward passes); 1 scores each request on its own.
         api_key: When set, every request except ``/health`` must carry
             ``Authorization: Bearer <api_key>``.
     """
@@ -29,12 +31,13 @@ class ServerSettings:
     max_documents: int = 1000
     max_body_bytes: int = 10 * 1024 * 1024
     timeout_s: float = 30.0
-    max_concurrency: int = 2
+    max_concurrency: int = 1
+    max_batch_requests: int = 16
     api_key: str | None = None
 
     def __post_init__(self) -> None:
         """Check every limit; raise :class:`~xrerank_core.ConfigError` naming the bad one."""
-        for name in ("max_documents", "max_body_bytes", "max_concurrency"):
+        for name in ("max_documents", "max_body_bytes", "max_concurrency", "max_batch_requests"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 msg = f"{name} must be a positive integer, got {value!r}"
