@@ -143,24 +143,26 @@ def warm(url: str, work: list[tuple[str, list[str]]]) -> None:
         rr.rerank(query, docs)
 
 
-def loopback(args: argparse.Namespace, work: list[tuple[str, list[str]]]) -> tuple[Run, str]:
+def loopback(args: argparse.Namespace, work: list[tuple[str, list[str]]], threads: int | None) -> tuple[Run, str]:
     port = free_port()
-    cmd = [
-        sys.executable, "-m", "xrerank_core.cli", "serve", "--model", MODEL, "--port", str(port),
+    options = [
         "--timeout", "300", "--max-concurrency", str(args.max_concurrency),
+        "--max-batch-requests", str(args.max_batch_requests),
+        *(["--threads", str(threads)] if threads else []),
     ]  # fmt: skip
+    cmd = [sys.executable, "-m", "xrerank_core.cli", "serve", "--model", MODEL, "--port", str(port), *options]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(cmd, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc)
         warm(url, work)
-        run = load(url, f"`xrerank serve`, {args.clients} clients", args.clients, args.duration, work)
+        label = f"`xrerank serve`{f' --threads {threads}' if threads else ''}, {args.clients} clients"
+        run = load(url, label, args.clients, args.duration, work)
     finally:
         proc.terminate()
         proc.wait(30)
-    command = "xrerank serve --model " + MODEL + f" --timeout 300 --max-concurrency {args.max_concurrency}"
-    return run, command
+    return run, f"xrerank serve --model {MODEL} {' '.join(options)}"
 
 
 def ray_runs(args: argparse.Namespace, work: list[tuple[str, list[str]]]) -> list[Run]:
@@ -244,7 +246,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load on `xrerank serve`")
     parser.add_argument("--ray-duration", type=float, default=30.0, help="seconds of load per Ray Serve run")
     parser.add_argument("--docs", type=int, default=20, help="documents per request")
-    parser.add_argument("--max-concurrency", type=int, default=2, help="xrerank serve --max-concurrency")
+    parser.add_argument("--max-concurrency", type=int, default=1, help="xrerank serve --max-concurrency")
+    parser.add_argument("--max-batch-requests", type=int, default=16, help="xrerank serve --max-batch-requests")
     parser.add_argument("--no-ray", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     args = parser.parse_args()
@@ -253,7 +256,9 @@ def main() -> None:
     up_start = uptime()
     wall = time.perf_counter()
     runs = []
-    run, serve_cmd = loopback(args, work)
+    run, serve_cmd = loopback(args, work, None)
+    runs.append(run)
+    run, _ = loopback(args, work, 1)  # the same with one torch thread, as each Ray replica has
     runs.append(run)
     up_mid = uptime()
     if not args.no_ray:
@@ -267,9 +272,12 @@ def main() -> None:
         "## Serving: load test on loopback",
         "",
         f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-        f"- machine: {machine()}; torch threads {torch.get_num_threads()} in `xrerank serve`, 1 per Ray replica",
+        f"- machine: {machine()}; torch threads {torch.get_num_threads()} in `xrerank serve` (its default) "
+        "or 1 (`--threads 1`), 1 per Ray replica",
         f"- command (from the repo root): `.venv/bin/python benchmarks/serve_load.py{(' ' + argv) if argv else ''}`",
-        f"- server: `{serve_cmd}` (FastAPI + uvicorn, one process), and `ray_deployment(...)` on a local Ray "
+        f"- server: `{serve_cmd} [--threads 1]` (FastAPI + uvicorn, one process; requests that wait "
+        "together are scored as one job), "
+        "and `ray_deployment(...)` on a local Ray "
         "instance (`num_cpus=1` and `OMP_NUM_THREADS=1` per replica, `@serve.batch` up to 16 requests / 5 ms)",
         f"- load: {args.clients} closed-loop clients (threads), each an http-backend `Reranker` "
         "(`HttpScorer(url, retries=10, backoff=0.2)`); a request is one TREC DL 2019 query with its first "
@@ -285,8 +293,8 @@ def main() -> None:
         *[r.row() for r in runs],
         "",
     ]
-    if len(runs) >= 3:
-        one, two, kill = runs[1], runs[2], runs[3] if len(runs) > 3 else None
+    if len(runs) >= 4:
+        one, two, kill = runs[2], runs[3], runs[4] if len(runs) > 4 else None
         out.append(
             f"Ray Serve, 2 replicas vs 1: {two.rps / one.rps:.2f}x the requests/s "
             f"({two.rps:.2f} / {one.rps:.2f}), same load, same run. This machine has {os.cpu_count()} cores, shared "

@@ -456,3 +456,17 @@ def test_requests_that_wait_together_are_scored_together() -> None:
         responses = burst(url)
     assert sorted(r.status_code for r in responses) == [200, 200, 200, 200, 200, 422]
     assert len(slow.batches) == 5  # one per request (the bad one never reaches the model)
+
+
+def test_readme_http_backend_snippet_runs(server: str, local: Reranker, capsys: pytest.CaptureFixture[str]) -> None:
+    from test_readme import _snippets
+
+    snippets = _snippets("Serving")
+    assert len(snippets) == 2  # the http backend here; Ray Serve in test_serve_ray.py
+    code = snippets[0].replace('"http://localhost:8000', f'"{server}')
+    namespace: dict[str, object] = {"texts": TEXTS}
+    exec(code, namespace)
+    printed = capsys.readouterr().out.strip()
+    want = [(r.index, round(r.score, 3)) for r in local.rerank("capital of France", TEXTS, top_n=2)]
+    assert printed == str(want)
+    assert namespace["tei"].rerank("capital of France", TEXTS)[0].index == want[0][0]  # type: ignore[attr-defined]

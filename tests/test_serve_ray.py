@@ -110,3 +110,19 @@ def test_a_replica_killed_under_load_loses_no_request(ray_url: str, tiny_bert: s
         time.sleep(0.5)
     assert victim not in _replicas()
     assert len(_replicas()) == 2
+
+
+def test_readme_ray_snippet_runs(ray_url: str, tiny_bert: str) -> None:
+    # Last in this module: the README's serve.run replaces the application above.
+    from test_readme import _snippets
+
+    code = _snippets("Serving")[1].replace('"xrerank/minilm-scifact"', repr(tiny_bert))
+    exec(code, {})
+    assert httpx.get(ray_url + "/health").json()["model"] == tiny_bert
+    deadline = time.monotonic() + 60
+    while len(_replicas()) != 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert len(_replicas()) == 2
+    local = Reranker(tiny_bert)
+    got = Reranker(ray_url).rerank(QUERY, TEXTS)
+    assert [r.index for r in got] == [r.index for r in local.rerank(QUERY, TEXTS)]

@@ -9,6 +9,7 @@ uses one instance, held weakly, so it is freed when the last user goes away.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import weakref
 from pathlib import Path
@@ -56,10 +57,10 @@ def _device_key(device: str) -> str:
 
 
 def _http_scorer(url: str) -> Scorer:
-    """One shared client per server URL (the API key comes from ``$XRERANK_API_KEY``)."""
-    from xrerank_core._backends._http import HttpScorer
+    """One shared client per server URL and API key (the key comes from ``$XRERANK_API_KEY``)."""
+    from xrerank_core._backends._http import API_KEY_ENV, HttpScorer
 
-    key = (url, "http")
+    key = (url, "http", os.environ.get(API_KEY_ENV))
     with _cache_lock:
         scorer = _cache.get(key)
         if scorer is None:

@@ -22,7 +22,7 @@ import typing
 from collections.abc import Sequence
 
 from xrerank_core._config import DEFAULT_MODEL
-from xrerank_core._exceptions import XRerankError, missing_dependency
+from xrerank_core._exceptions import ConfigError, XRerankError, missing_dependency
 
 __all__ = ["main"]
 
@@ -117,6 +117,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--dtype", default="auto")
     p.add_argument("--max-length", type=int, default=None, help="tokens per (query, document) pair")
     p.add_argument("--batch-size", type=int, default=32, help="pairs per forward pass")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 on a crowded CPU)")
     p.add_argument("--long-documents", choices=["auto", "maxp", "truncate"], default="auto")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8000)
@@ -145,6 +146,13 @@ def _run_serve(args: argparse.Namespace) -> int:
     from xrerank_core._engine import Reranker
     from xrerank_core.serve import ServerSettings, run_server
 
+    if args.threads is not None:
+        if args.threads < 1:
+            msg = f"--threads must be >= 1, got {args.threads}"
+            raise ConfigError(msg)
+        import torch
+
+        torch.set_num_threads(args.threads)
     settings = ServerSettings(
         model_name=args.name or args.model,
         max_documents=args.max_documents,

@@ -22,7 +22,6 @@ import logging
 import math
 import os
 import random
-import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -180,8 +179,6 @@ class HttpScorer:
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
             follow_redirects=False,
         )
-        self._lock = threading.Lock()
-        self._closed = False
 
     def __repr__(self) -> str:
         """Show the endpoint and protocol (never the key)."""
@@ -189,7 +186,6 @@ class HttpScorer:
 
     def close(self) -> None:
         """Close the connection pool."""
-        self._closed = True
         self._client.close()
 
     def __del__(self) -> None:
@@ -289,6 +285,8 @@ class HttpScorer:
                 404: "; check the URL and the protocol ('cohere' for /v1/rerank, 'tei' for /rerank)",
                 413: "; send fewer or shorter documents per request (batch_pairs=...)",
             }.get(status, "")
+            if status in (400, 422) and self.protocol == "cohere" and self.raw_scores:
+                hint = "; if the server does not know the raw_scores field, pass raw_scores=False"
             msg = f"the rerank server at {self.endpoint} answered HTTP {status}: {detail}{hint}"
             raise HTTPBackendError(msg, status_code=status)
         if body is None:
