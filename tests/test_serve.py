@@ -256,11 +256,13 @@ def test_api_key(local: Reranker, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class SlowScorer(FakeScorer):
-    def __init__(self, delay: float) -> None:
-        super().__init__(name="slow")
+    def __init__(self, delay: float, nan_on: str | None = None) -> None:
+        super().__init__(name="slow", nan_on=nan_on)
         self.delay = delay
+        self.busy = threading.Event()
 
     def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        self.busy.set()
         time.sleep(self.delay)
         return super().score_pairs(pairs)
 
@@ -417,23 +419,25 @@ def test_cli_serve_runs_a_working_server(tiny_bert: str, local: Reranker) -> Non
 
 
 def test_requests_that_wait_together_are_scored_together() -> None:
-    slow = SlowScorer(0.4)
+    slow = SlowScorer(1.0, nan_on="poison")
     rr = Reranker(slow)
     docs = ["q a", "b q q", "c"]
 
-    def burst(url: str) -> list[httpx.Response]:
+    def burst(url: str, queries: Sequence[str] = ("q", "a b", "\x1c", "c q", "b")) -> list[httpx.Response]:
         out: list[httpx.Response] = []
         lock = threading.Lock()
 
         def call(query: str) -> None:
-            r = httpx.post(url + "/v1/rerank", json={"query": query, "documents": docs, "raw_scores": True}, timeout=30)
+            body = {"query": query, "documents": [*docs, query] if "poison" in query else docs, "raw_scores": True}
+            r = httpx.post(url + "/v1/rerank", json=body, timeout=30)
             with lock:
                 out.append(r)
 
+        slow.busy.clear()
         first = threading.Thread(target=call, args=("q",))  # occupies the only worker
         first.start()
-        time.sleep(0.15)
-        rest = [threading.Thread(target=call, args=(q,)) for q in ("q", "a b", "\x1c", "c q", "b")]
+        assert slow.busy.wait(20)
+        rest = [threading.Thread(target=call, args=(q,)) for q in queries]
         for t in rest:
             t.start()
         for t in [first, *rest]:
@@ -456,6 +460,14 @@ def test_requests_that_wait_together_are_scored_together() -> None:
         responses = burst(url)
     assert sorted(r.status_code for r in responses) == [200, 200, 200, 200, 200, 422]
     assert len(slow.batches) == 5  # one per request (the bad one never reaches the model)
+    # A request whose document makes the model fail (NaN) fails alone; the batch is rescored one by one.
+    slow.batches.clear()
+    with serving(create_app(rr, ServerSettings(max_concurrency=1))) as url:
+        responses = burst(url, ("q", "poison q", "c q"))
+    assert sorted(r.status_code for r in responses) == [200, 200, 200, 500]
+    failed = next(r for r in responses if r.status_code == 500).json()
+    assert failed["error_type"] == "internal"
+    assert "returned nan" in failed["error"]
 
 
 def test_readme_http_backend_snippet_runs(server: str, local: Reranker, capsys: pytest.CaptureFixture[str]) -> None:
