@@ -18,7 +18,7 @@ DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
 Normalize = Literal["none", "sigmoid"]
 LongDocuments = Literal["auto", "maxp", "truncate"]
 
-_BACKENDS = ("auto", "torch")
+_BACKENDS = ("auto", "torch", "http")
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
 _DEVICES_PREFIXES = ("auto", "cpu", "cuda", "mps")
 
@@ -38,7 +38,9 @@ class RerankerConfig:
     Attributes:
         model: A Hugging Face hub id, a local folder, or the short name of a model
             that ships with xrerank.
-        backend: ``"torch"`` (sentence-transformers) or ``"auto"`` (the fastest installed).
+        backend: ``"torch"`` (sentence-transformers), ``"http"`` (``model`` is the URL of a
+            rerank server; see :class:`~xrerank_core.HttpScorer`) or ``"auto"`` (the fastest
+            installed; ``"http"`` when ``model`` is an ``http://`` or ``https://`` URL).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"``.
         dtype: Weights' precision: ``"auto"`` (float32 on CPU and MPS, float16 on CUDA),
             ``"float32"``, ``"float16"`` or ``"bfloat16"``.

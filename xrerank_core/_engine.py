@@ -253,6 +253,31 @@ class Reranker:
             ranked = [r for r in ranked if r.score >= threshold]
         return ranked if top_n is None else ranked[:top_n]
 
+    def score_many(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
+        """Score several queries' documents in one job: their pairs share length-sorted batches.
+
+        What a server does with requests that arrive together (dynamic batching): the result
+        equals ``[self.score(q, texts) for q, texts in requests]``, with fewer, fuller forward passes.
+
+        Args:
+            requests: ``(query, texts)`` pairs.
+
+        Returns:
+            For each request, one float per text, in input order.
+
+        Raises:
+            InputError: An empty query; :class:`InputTypeError` for a non-string.
+            ScoringError: The model produced NaN or infinite scores.
+        """
+        checked = [(_check_query(q), _check_texts(t)) for q, t in requests]
+        raw = self._score_raw_many([(q, t) for q, t in checked if t])
+        out: list[list[float]] = []
+        filled = iter(raw)
+        for _, texts in checked:
+            scores = next(filled) if texts else []
+            out.append([_sigmoid(x) for x in scores] if self.config.normalize == "sigmoid" else scores)
+        return out
+
     async def ascore(self, query: str, texts: Sequence[str]) -> list[float]:
         """Like :meth:`score`, in a worker thread so the event loop keeps running."""
         return await asyncio.to_thread(self.score, query, texts)
@@ -316,6 +341,10 @@ class Reranker:
     def _batches(self, order: list[int], lengths: list[int], query_tokens: int) -> Iterator[list[int]]:
         """Group window ids (sorted longest first) by ``batch_size`` and ``max_batch_tokens``."""
         size, budget = self.config.batch_size, self.config.max_batch_tokens
+        # A remote scorer takes a whole request's documents at once (it batches on its side).
+        remote = getattr(self.scorer, "batch_pairs", None)
+        if isinstance(remote, int) and remote > 0:
+            size, budget = remote, None
         batch: list[int] = []
         longest = 0
         for wid in order:
@@ -331,29 +360,49 @@ class Reranker:
 
     def _score_raw(self, query: str, docs: list[str]) -> list[float]:
         """Raw logits per document: dedupe, window, sort by length, batch, score, take the max."""
-        unique: dict[str, int] = {}
-        doc_ids = [unique.setdefault(d, len(unique)) for d in docs]
-        unique_docs = list(unique)
-        query, query_tokens = self._prepare_query(query)
-        windows, lengths, per_doc = self._windows(query_tokens, unique_docs)
-        order = sorted(range(len(windows)), key=lambda w: -lengths[w])
-        window_scores = [0.0] * len(windows)
-        batches = list(self._batches(order, lengths, query_tokens))
-        for batch in self._progress(batches, len(windows)):
-            scores = self.scorer.score_pairs([(query, windows[w]) for w in batch])
+        return self._score_raw_many([(query, docs)])[0]
+
+    def _score_raw_many(self, items: Sequence[tuple[str, list[str]]]) -> list[list[float]]:
+        """Raw logits for several (query, documents) at once; their pairs share length-sorted batches."""
+        pairs: list[tuple[str, str]] = []
+        lengths: list[int] = []
+        pair_ids: dict[tuple[str, str], int] = {}
+        plans: list[tuple[list[int], list[list[int]]]] = []
+        for query, docs in items:
+            unique: dict[str, int] = {}
+            doc_ids = [unique.setdefault(d, len(unique)) for d in docs]
+            prepared, query_tokens = self._prepare_query(query)
+            windows, window_lengths, per_doc = self._windows(query_tokens, list(unique))
+            ids = []
+            for text, n_tokens in zip(windows, window_lengths, strict=True):
+                pid = pair_ids.get((prepared, text))
+                if pid is None:
+                    pid = pair_ids[(prepared, text)] = len(pairs)
+                    pairs.append((prepared, text))
+                    lengths.append(n_tokens + query_tokens)
+                ids.append(pid)
+            plans.append((doc_ids, [[ids[w] for w in wids] for wids in per_doc]))
+        order = sorted(range(len(pairs)), key=lambda p: -lengths[p])
+        pair_scores = [0.0] * len(pairs)
+        batches = list(self._batches(order, lengths, 0))
+        for batch in self._progress(batches, len(pairs)):
+            scores = self.scorer.score_pairs([pairs[p] for p in batch])
             if len(scores) != len(batch):
                 msg = f"the scorer returned {len(scores)} scores for {len(batch)} pairs"
                 raise ScoringError(msg)
-            for w, s in zip(batch, scores, strict=True):
+            for p, s in zip(batch, scores, strict=True):
                 if not math.isfinite(s):
                     msg = (
                         f"the model returned {s} for a document; its weights may be damaged, or it "
                         "overflowed in reduced precision (try a float32 device/backend)"
                     )
                     raise ScoringError(msg)
-                window_scores[w] = float(s)
-        per_unique = [max(window_scores[w] for w in ids) for ids in per_doc]
-        return [per_unique[u] for u in doc_ids]
+                pair_scores[p] = float(s)
+        out = []
+        for doc_ids, per_doc in plans:
+            per_unique = [max(pair_scores[p] for p in ids) for ids in per_doc]
+            out.append([per_unique[u] for u in doc_ids])
+        return out
 
     def _progress(self, batches: list[list[int]], n_pairs: int) -> Iterator[list[int]]:
         show = self.config.show_progress
