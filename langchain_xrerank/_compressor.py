@@ -9,7 +9,7 @@ from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from xrerank_core import Ranked, Reranker
+from xrerank_core import InputTypeError, Ranked, Reranker
 from xrerank_core._config import validate_threshold, validate_top_n
 from xrerank_core._engine import shared_reranker
 from xrerank_core._text import with_metadata
@@ -80,11 +80,23 @@ class XRerankCompressor(BaseDocumentCompressor):
         return self
 
     def _texts(self, documents: Sequence[Document]) -> list[str]:
+        for i, d in enumerate(documents):
+            if not isinstance(d, Document):
+                msg = f"documents[{i}] is a {type(d).__name__}, not a langchain_core Document"
+                raise InputTypeError(msg)
+            if not isinstance(d.page_content, str):
+                msg = (
+                    f"documents[{i}] (id {d.id!r}) has a page_content of type {type(d.page_content).__name__}, "
+                    'not a string; give every Document its text ("" for an empty one)'
+                )
+                raise InputTypeError(msg)
         keys = self.metadata_keys
         return [with_metadata(d.page_content, d.metadata, keys) if keys else d.page_content for d in documents]
 
     def _first_stage(self, documents: Sequence[Document]) -> list[float] | None:
         key = self.first_stage_score_key
+        if self._reranker.config.fusion == "none":
+            return None  # unused: a NaN or infinite score in the metadata must not fail the rerank
         if key is None or not all(isinstance(d.metadata.get(key), int | float) for d in documents):
             return None
         return [float(d.metadata[key]) for d in documents]

@@ -13,7 +13,7 @@ from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRan
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from xrerank_core import InputError, Ranked, Reranker
+from xrerank_core import InputError, InputTypeError, Ranked, Reranker
 from xrerank_core._config import validate_threshold, validate_top_n
 from xrerank_core._engine import shared_reranker
 
@@ -92,11 +92,26 @@ class XRerankPostprocessor(BaseNodePostprocessor):
         return query_bundle
 
     def _texts(self, nodes: list[NodeWithScore]) -> list[str]:
-        return [n.node.get_content(metadata_mode=self.metadata_mode) for n in nodes]
+        texts = []
+        for i, n in enumerate(nodes):
+            if not isinstance(n, NodeWithScore):
+                msg = f"nodes[{i}] is a {type(n).__name__}, not a NodeWithScore; wrap it: NodeWithScore(node=...)"
+                raise InputTypeError(msg)
+            # Checked without metadata: a template would turn a missing text into the word "None".
+            text = n.node.get_content(metadata_mode=MetadataMode.NONE)
+            if not isinstance(text, str):
+                msg = (
+                    f"nodes[{i}] (id {n.node.node_id!r}) has a text of type {type(text).__name__}, not a string; "
+                    'give every node its text ("" for none)'
+                )
+                raise InputTypeError(msg)
+            texts.append(n.node.get_content(metadata_mode=self.metadata_mode))
+        return texts
 
-    @staticmethod
-    def _first_stage(nodes: list[NodeWithScore]) -> list[float] | None:
-        """The retriever's scores, for the reranker's ``fusion`` (``None`` if any is missing)."""
+    def _first_stage(self, nodes: list[NodeWithScore]) -> list[float] | None:
+        """The retriever's scores, for the reranker's ``fusion`` (``None`` if any is missing, or without fusion)."""
+        if self._reranker.config.fusion == "none":
+            return None  # unused: a NaN or infinite retrieval score must not fail the rerank
         scores = [n.score for n in nodes]
         return None if any(s is None for s in scores) else [float(s) for s in scores if s is not None]
 
@@ -145,10 +160,9 @@ class XRerankPostprocessor(BaseNodePostprocessor):
         bundle = self._bundle(query_bundle)
         query = bundle.query_str
         nodes = list(nodes)
+        texts = self._texts(nodes)
         with self._events(bundle, nodes) as result:
-            ranked = self._reranker.rerank(
-                query, self._texts(nodes), self.top_n, self.score_threshold, self._first_stage(nodes)
-            )
+            ranked = self._reranker.rerank(query, texts, self.top_n, self.score_threshold, self._first_stage(nodes))
             result.extend(self._to_nodes(nodes, ranked))
         return result
 
@@ -160,9 +174,10 @@ class XRerankPostprocessor(BaseNodePostprocessor):
         bundle = self._bundle(query_bundle)
         query = bundle.query_str
         nodes = list(nodes)
+        texts = self._texts(nodes)
         with self._events(bundle, nodes) as result:
             ranked = await self._reranker.arerank(
-                query, self._texts(nodes), self.top_n, self.score_threshold, self._first_stage(nodes)
+                query, texts, self.top_n, self.score_threshold, self._first_stage(nodes)
             )
             result.extend(self._to_nodes(nodes, ranked))
         return result

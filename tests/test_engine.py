@@ -275,3 +275,17 @@ def test_arerank_equals_rerank_and_does_not_block_the_loop() -> None:
 def test_with_metadata() -> None:
     assert with_metadata("body", {"title": "T", "x": 1}, ["title", "missing"]) == "title: T\nbody"
     assert with_metadata("body", {}, ["title"]) == "body"
+
+
+def test_numpy_numbers_are_accepted_for_top_n_and_threshold(fake: FakeScorer) -> None:
+    import numpy as np
+
+    rr = Reranker(fake)
+    assert rr.rerank("dog cat", DOCS, top_n=np.int64(2)) == rr.rerank("dog cat", DOCS, top_n=2)
+    assert rr.rerank("dog cat", DOCS, score_threshold=np.float32(1.5)) == rr.rerank(
+        "dog cat", DOCS, score_threshold=1.5
+    )
+    with pytest.raises(ConfigError, match="top_n"):
+        rr.rerank("dog cat", DOCS, top_n=np.int64(0))
+    with pytest.raises(ConfigError, match="score_threshold"):
+        rr.rerank("dog cat", DOCS, score_threshold=np.float64("nan"))

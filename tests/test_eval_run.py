@@ -124,6 +124,25 @@ def test_reranked_run_is_every_candidate_in_rerank_order(
 
 
 @needs_dl19
+def test_fusion_report_also_ranks_by_the_model_alone(dl19: EvalDataset, tiny_bert: str, report: EvalReport) -> None:
+    assert report.model_alone is None and report.model_alone_comparison is None  # fusion off
+    fused = run_eval(
+        dl19, Reranker(tiny_bert, device="cpu", fusion="zscore", fusion_weight=0.5), queries=3, candidates=20
+    )
+    assert fused.model_alone is not None and fused.model_alone_comparison is not None and fused.reranked is not None
+    # one scoring pass gives both: the model-alone part equals a run without fusion
+    assert report.reranked is not None
+    for q in report.query_ids:
+        assert fused.model_alone.per_query[q] == pytest.approx(report.reranked.per_query[q])
+    assert fused.settings["fusion"] == "zscore" and fused.settings["fusion_weight"] == 0.5
+    assert fused.reranked.per_query != fused.model_alone.per_query
+    table = render_table(fused)
+    labels = list(table.columns[0].cells)
+    assert "nDCG@10" in labels and "nDCG@10 (model alone)" in labels
+    assert json.loads(json.dumps(fused.to_dict()))["model_alone_comparison"]["ndcg@10"]["wins"] >= 0
+
+
+@needs_dl19
 def test_cost(report: EvalReport, reranker: Reranker) -> None:
     cost = report.cost
     assert cost is not None

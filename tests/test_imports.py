@@ -21,6 +21,8 @@ def test_public_names() -> None:
         [
             "DEFAULT_MODEL",
             "ConfigError",
+            "HTTPBackendError",
+            "HttpScorer",
             "InputError",
             "InputTypeError",
             "MissingDependencyError",

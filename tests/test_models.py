@@ -216,3 +216,73 @@ def test_long_documents_auto_follows_the_model_record(tiny_bert: str, tmp_path: 
     assert Reranker(str(folder), device="cpu", long_documents="maxp").long_documents == "maxp"
     (folder / "xrerank.json").write_text(json.dumps({"long_documents": "sideways"}))
     assert Reranker(str(folder), device="cpu").long_documents == "maxp"
+
+
+# -- more broken folders: each refused before it can score, with the fix in the message ---------
+
+
+def _copy(src: str, dst: Path, skip: tuple[str, ...] = ()) -> Path:
+    shutil.copytree(src, dst, ignore=lambda _d, names: [n for n in names if n.startswith(skip)])
+    return dst
+
+
+def test_model_without_its_tokenizer(tmp_path: Path, tiny_bert: str) -> None:
+    # transformers would build a tokenizer with an empty vocabulary and score every text alike.
+    folder = _copy(tiny_bert, tmp_path / "no-tokenizer", skip=("tokenizer", "vocab", "special_tokens"))
+    with pytest.raises(ModelLoadError, match=r"no tokenizer.*tokenizer\.save_pretrained\(folder\)"):
+        Reranker(str(folder), device="cpu")
+
+
+def test_folder_without_weights(tmp_path: Path, tiny_bert: str) -> None:
+    folder = _copy(tiny_bert, tmp_path / "no-weights", skip=("model.safetensors",))
+    with pytest.raises(ModelLoadError, match=r"no weights.*save_pretrained"):
+        Reranker(str(folder), device="cpu")
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00" * 64, bytes(range(256)) * 40], ids=["empty", "zeros", "garbage"])
+def test_unreadable_weights(tmp_path: Path, tiny_bert: str, content: bytes) -> None:
+    folder = _copy(tiny_bert, tmp_path / "bad")
+    (folder / "model.safetensors").write_bytes(content)
+    with pytest.raises(ModelLoadError, match="damaged or incomplete: download or save the model again"):
+        Reranker(str(folder), device="cpu")
+
+
+@pytest.mark.parametrize("kind", ["BertModel", "BertForMaskedLM", "BertModel, no architectures"])
+def test_encoder_without_a_classification_head_is_refused(tmp_path: Path, tiny_bert: str, kind: str) -> None:
+    from transformers import AutoConfig, BertForMaskedLM, BertModel
+
+    folder = _copy(tiny_bert, tmp_path / "encoder", skip=("model.safetensors", "config.json"))
+    model_class = BertForMaskedLM if kind == "BertForMaskedLM" else BertModel
+    model_class(AutoConfig.from_pretrained(tiny_bert)).save_pretrained(folder)
+    if "no architectures" in kind:  # nothing in config.json says what it is: the weights do
+        config = json.loads((folder / "config.json").read_text())
+        del config["architectures"]
+        (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(NotACrossEncoderError, match=r"not a cross-encoder.*xrerank train"):
+        Reranker(str(folder), device="cpu")
+
+
+class _Booby:
+    """Unpickling this creates a file: proof that a pickle was loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (str(self.marker), "w"))
+
+
+def test_pickle_weights_are_never_unpickled_without_opt_in(tmp_path: Path, tiny_bert: str) -> None:
+    import pickle
+
+    marker = tmp_path / "pickle-was-loaded"
+    both = _copy(tiny_bert, tmp_path / "both")
+    (both / "pytorch_model.bin").write_bytes(pickle.dumps({"w": _Booby(marker)}))
+    # Next to safetensors, the pickle file is ignored: the safetensors weights are the ones used.
+    assert Reranker(str(both), device="cpu").score(QUERY, DOCS) == pytest.approx(
+        reference_logits(tiny_bert, QUERY, DOCS), abs=1e-4
+    )
+    only = _copy(str(both), tmp_path / "only-pickle", skip=("model.safetensors",))
+    with pytest.raises(ModelLoadError, match="allow_pickle=True"):
+        Reranker(str(only), device="cpu")
+    assert not marker.exists()

@@ -12,8 +12,17 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 TEXTS = ["Paris is the capital of France.", "Berlin is in Germany.", "The cat sat on the mat."]
 
 
-def _snippets() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.DOTALL)
+def _snippets(section: str | None = None) -> list[str]:
+    """The README's Python blocks: those of one ``## section``, or (``None``) of every other section.
+
+    The "Serving" section's snippets need a running server; tests/test_serve*.py run them.
+    """
+    text = README.read_text(encoding="utf-8")
+    parts = re.split(r"^## ", text, flags=re.MULTILINE)
+    chosen = [p for p in parts if (p.split("\n", 1)[0].strip() == section) == (section is not None)]
+    if section is None:
+        chosen = [p for p in chosen if p.split("\n", 1)[0].strip() != "Serving"]
+    return re.findall(r"```python\n(.*?)```", "## ".join(chosen), flags=re.DOTALL)
 
 
 def test_readme_snippets_run(

@@ -112,6 +112,9 @@ def test_training_on_a_beir_folder_keeps_a_dev_split_and_chooses_fusion(tmp_path
     recorded = json.loads((tmp_path / "out" / "xrerank.json").read_text())
     assert recorded["fusion_weight"] == result.fusion_weight
     assert len(recorded["dev_ndcg@10_by_weight"]) == 21
+    alone = recorded["dev_ndcg@10_alone_by_long_documents"]
+    assert set(alone) == {"maxp", "truncate"} and recorded["long_documents"] in alone
+    assert alone[recorded["long_documents"]] == max(alone.values()) == pytest.approx(result.dev_final, abs=1e-4)
     assert max(recorded["dev_ndcg@10_by_weight"].values()) == pytest.approx(result.dev_fused, abs=1e-4)
     assert Reranker(str(tmp_path / "out"), device="cpu", fusion="zscore").fusion_weight == result.fusion_weight
     # choosing again later, from the saved model, re-creates the same dev split

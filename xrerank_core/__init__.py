@@ -8,10 +8,12 @@
 from __future__ import annotations
 
 from xrerank_core._backends import Scorer
+from xrerank_core._backends._http import HttpScorer
 from xrerank_core._config import DEFAULT_MODEL, RerankerConfig
 from xrerank_core._engine import Ranked, Ranking, Reranker
 from xrerank_core._exceptions import (
     ConfigError,
+    HTTPBackendError,
     InputError,
     InputTypeError,
     MissingDependencyError,
@@ -28,6 +30,8 @@ from xrerank_core._version import __version__
 __all__ = [
     "DEFAULT_MODEL",
     "ConfigError",
+    "HTTPBackendError",
+    "HttpScorer",
     "InputError",
     "InputTypeError",
     "MissingDependencyError",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,7 +18,7 @@ DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L-6-v2"
 Normalize = Literal["none", "sigmoid"]
 LongDocuments = Literal["auto", "maxp", "truncate"]
 
-_BACKENDS = ("auto", "torch", "onnx", "onnx-int8")
+_BACKENDS = ("auto", "torch", "onnx", "onnx-int8", "http")
 _DTYPES = ("auto", "float32", "float16", "bfloat16")
 _DEVICES_PREFIXES = ("auto", "cpu", "cuda", "mps")
 
@@ -39,8 +40,10 @@ class RerankerConfig:
             that ships with xrerank.
         backend: ``"torch"`` (sentence-transformers), ``"onnx"`` (onnxruntime, float32: the
             same scores as torch), ``"onnx-int8"`` (onnxruntime, int8 weights: fastest on CPU,
-            scores move slightly) or ``"auto"``: ``"onnx"`` on CPU when onnxruntime and onnx
-            are installed, else ``"torch"`` (never int8, which changes scores).
+            scores move slightly), ``"http"`` (``model`` is the URL of a rerank server; see
+            :class:`~xrerank_core.HttpScorer`) or ``"auto"``: ``"http"`` when ``model`` is an
+            ``http://`` or ``https://`` URL, else ``"onnx"`` on CPU when onnxruntime and onnx are
+            installed, else ``"torch"`` (never int8, which changes scores).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"``.
         dtype: Weights' precision: ``"auto"`` (float32 on CPU and MPS, float16 on CUDA),
             ``"float32"``, ``"float16"`` or ``"bfloat16"``.
@@ -158,9 +161,11 @@ def validate_top_n(top_n: object) -> int | None:
     """Check ``top_n`` (``None`` or an integer >= 1) and return it."""
     if top_n is None:
         return None
-    if isinstance(top_n, bool) or not isinstance(top_n, int):
+    # numbers.Integral: NumPy integers (from a config or a sweep) are integers too.
+    if isinstance(top_n, bool) or not isinstance(top_n, numbers.Integral):
         msg = f"top_n must be None or an integer >= 1, got {top_n!r}"
         raise ConfigError(msg)
+    top_n = int(top_n)
     if top_n < 1:
         msg = f"top_n must be >= 1 (or None to keep every document), got {top_n}"
         raise ConfigError(msg)
@@ -186,7 +191,7 @@ def validate_threshold(threshold: object) -> float | None:
     """Check ``score_threshold`` (``None`` or a finite number) and return it as a float."""
     if threshold is None:
         return None
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not math.isfinite(threshold):
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not math.isfinite(threshold):
         msg = f"score_threshold must be None or a finite number, got {threshold!r}"
         raise ConfigError(msg)
     return float(threshold)

@@ -98,7 +98,23 @@ def _check_query(query: object) -> str:
     if not query.strip():
         msg = "query is empty (or only whitespace); there is nothing to rank against"
         raise InputError(msg)
+    _check_encodable(query, "the query")
     return query
+
+
+def _check_encodable(text: str, what: str) -> None:
+    """Refuse a string that cannot be UTF-8 encoded (lone surrogates), which no tokenizer can read."""
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        msg = (
+            f"{what} holds {text[exc.start]!r} at character {exc.start}: a lone surrogate, not valid Unicode "
+            "(what decoding invalid UTF-8 with errors='surrogateescape' leaves); decode the bytes with "
+            "errors='replace', or clean the text with text.encode('utf-8', 'replace').decode('utf-8')"
+        )
+        raise InputError(msg) from None
 
 
 def _check_texts(texts: object) -> list[str]:
@@ -113,6 +129,7 @@ def _check_texts(texts: object) -> list[str]:
         if not isinstance(t, str):
             msg = f"document {i} is a {type(t).__name__}, not a string"
             raise InputTypeError(msg)
+        _check_encodable(t, f"document {i}")
     return out
 
 
@@ -351,6 +368,31 @@ class Reranker:
         rest = best[top_k:]
         return top, self._normalized(full_raw), rest, [cheap_scores[i] for i in rest]
 
+    def score_many(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
+        """Score several queries' documents in one job: their pairs share length-sorted batches.
+
+        What a server does with requests that arrive together (dynamic batching): the result
+        equals ``[self.score(q, texts) for q, texts in requests]``, with fewer, fuller forward passes.
+
+        Args:
+            requests: ``(query, texts)`` pairs.
+
+        Returns:
+            For each request, one float per text, in input order.
+
+        Raises:
+            InputError: An empty query; :class:`InputTypeError` for a non-string.
+            ScoringError: The model produced NaN or infinite scores.
+        """
+        checked = [(_check_query(q), _check_texts(t)) for q, t in requests]
+        raw = self._score_raw_many([(q, t) for q, t in checked if t])
+        out: list[list[float]] = []
+        filled = iter(raw)
+        for _, texts in checked:
+            scores = next(filled) if texts else []
+            out.append([_sigmoid(x) for x in scores] if self.config.normalize == "sigmoid" else scores)
+        return out
+
     async def ascore(self, query: str, texts: Sequence[str]) -> list[float]:
         """Like :meth:`score`, in a worker thread so the event loop keeps running."""
         return await asyncio.to_thread(self.score, query, texts)
@@ -422,6 +464,10 @@ class Reranker:
             budget = preferred if isinstance(preferred, int) and preferred > 0 else None
         if cap is not None:
             budget = cap if budget is None else min(budget, cap)
+        # A remote scorer takes a whole request's documents at once (it batches on its side).
+        remote = getattr(self.scorer, "batch_pairs", None)
+        if isinstance(remote, int) and remote > 0:
+            size, budget = remote, None
         batch: list[int] = []
         longest = 0
         for wid in order:
@@ -435,96 +481,123 @@ class Reranker:
         if batch:
             yield batch
 
+    def _plan(self, items: Sequence[tuple[str, list[str]]]) -> tuple[_Pairs, list[tuple[list[int], list[list[int]]]]]:
+        """The unique (query, window) pairs of several requests, and each request's documents' pair ids.
+
+        Each plan is (the unique-document id of each document, each unique document's pair ids);
+        pairs already in the score cache come with their scores.
+        """
+        texts: list[tuple[str, str]] = []
+        lengths: list[int] = []
+        pair_ids: dict[tuple[str, str], int] = {}
+        plans: list[tuple[list[int], list[list[int]]]] = []
+        for query, docs in items:
+            unique: dict[str, int] = {}
+            doc_ids = [unique.setdefault(d, len(unique)) for d in docs]
+            prepared, query_tokens = self._prepare_query(query)
+            windows, window_lengths, per_doc = self._windows(query_tokens, list(unique))
+            ids = []
+            for text, n_tokens in zip(windows, window_lengths, strict=True):
+                pid = pair_ids.get((prepared, text))
+                if pid is None:
+                    pid = pair_ids[(prepared, text)] = len(texts)
+                    texts.append((prepared, text))
+                    lengths.append(n_tokens + query_tokens)
+                ids.append(pid)
+            plans.append((doc_ids, [[ids[w] for w in wids] for wids in per_doc]))
+        scores: list[float | None] = [None] * len(texts)
+        keys: list[bytes] | None = None
+        if self._cache is not None:
+            keys = [self._cache.key(q, t) for q, t in texts]
+            scores = self._cache.get_many(keys)
+        return _Pairs(texts, lengths, scores, keys), plans
+
     def _score_raw(self, query: str, docs: list[str], deadline: float | None = None) -> tuple[list[float], int]:
         """Raw logits of the first ``k`` documents, and ``k``: all of them, or what fits before ``deadline``.
 
         Dedupe, window, look up the cache, sort by length, batch, score, take each document's best window.
         """
-        unique: dict[str, int] = {}
-        doc_ids = [unique.setdefault(d, len(unique)) for d in docs]
-        query, query_tokens = self._prepare_query(query)
-        windows, lengths, per_doc = self._windows(query_tokens, list(unique))
-        scores: list[float | None] = [None] * len(windows)
-        keys: list[bytes] | None = None
-        if self._cache is not None:
-            keys = [self._cache.key(query, w) for w in windows]
-            scores = self._cache.get_many(keys)
-        pairs = _Pairs(query, query_tokens, windows, lengths, scores, keys)
+        pairs, plans = self._plan([(query, docs)])
+        doc_ids, per_doc = plans[0]
         if deadline is None:
             k = len(docs)
-            self._score_windows(pairs, [w for w in range(len(windows)) if scores[w] is None])
+            self._score_windows(pairs, [p for p, s in enumerate(pairs.scores) if s is None])
         else:
             k = self._score_within(pairs, [per_doc[u] for u in doc_ids], deadline)
-        out = []
-        for u in doc_ids[:k]:
-            best = max(s for s in (scores[w] for w in per_doc[u]) if s is not None)
-            out.append(best)
-        return out, k
+        return [_best(pairs.scores, per_doc[u]) for u in doc_ids[:k]], k
 
-    def _score_within(self, pairs: _Pairs, doc_windows: list[list[int]], deadline: float) -> int:
+    def _score_raw_many(self, items: Sequence[tuple[str, list[str]]]) -> list[list[float]]:
+        """Raw logits for several (query, documents) at once; their pairs share length-sorted batches."""
+        pairs, plans = self._plan(items)
+        self._score_windows(pairs, [p for p, s in enumerate(pairs.scores) if s is None])
+        out = []
+        for doc_ids, per_doc in plans:
+            per_unique = [_best(pairs.scores, ids) for ids in per_doc]
+            out.append([per_unique[u] for u in doc_ids])
+        return out
+
+    def _score_within(self, pairs: _Pairs, doc_pairs: list[list[int]], deadline: float) -> int:
         """Score the first documents whose predicted cost fits before ``deadline``; return how many."""
         specials = self.scorer.num_special_tokens
-        n, k = len(doc_windows), 0
+        n, k = len(doc_pairs), 0
         if self._throughput.seconds_per_token is None:
             # Nothing measured yet: the first few documents calibrate.
             k = min(n, _CALIBRATION_DOCS)
-            todo = {w for ids in doc_windows[:k] for w in ids if pairs.scores[w] is None}
+            todo = {p for ids in doc_pairs[:k] for p in ids if pairs.scores[p] is None}
             self._score_windows(pairs, sorted(todo))
         rate = self._throughput.cautious_seconds_per_token or 0.0
         allowed = (deadline - time.perf_counter()) * _BUDGET_SAFETY
         counted: set[int] = set()
         predicted = 0.0
         while k < n:
-            new = [w for w in doc_windows[k] if pairs.scores[w] is None and w not in counted]
-            cost = sum(pairs.lengths[w] + pairs.query_tokens + specials for w in new) * rate * _PADDING_ALLOWANCE
+            new = [p for p in doc_pairs[k] if pairs.scores[p] is None and p not in counted]
+            cost = sum(pairs.lengths[p] + specials for p in new) * rate * _PADDING_ALLOWANCE
             if predicted + cost > allowed:
                 break
             predicted += cost
             counted.update(new)
             k += 1
         self._score_windows(pairs, sorted(counted), deadline)
-        # A batch the deadline stopped leaves windows unscored: keep the prefix that is complete.
+        # A batch the deadline stopped leaves pairs unscored: keep the prefix that is complete.
         done = 0
-        while done < k and all(pairs.scores[w] is not None for w in doc_windows[done]):
+        while done < k and all(pairs.scores[p] is not None for p in doc_pairs[done]):
             done += 1
         return done
 
     def _score_windows(self, pairs: _Pairs, todo: list[int], deadline: float | None = None) -> None:
-        """Score the windows ``todo`` (longest first, in batches), timing each batch; fill ``pairs.scores``.
+        """Score the pairs ``todo`` (longest first, in batches), timing each batch; fill ``pairs.scores``.
 
         With a ``deadline``, a batch predicted to end after it is not started (nor any after it).
         """
         if not todo:
             return
-        lengths, extra = pairs.lengths, pairs.query_tokens + self.scorer.num_special_tokens
-        order = sorted(todo, key=lambda w: -lengths[w])
+        lengths, specials = pairs.lengths, self.scorer.num_special_tokens
+        order = sorted(todo, key=lambda p: -lengths[p])
         # Under a deadline, small batches let the check below stop close to it.
         cap = None if deadline is None else _BUDGET_BATCH_TOKENS
-        batches = list(self._batches(order, lengths, pairs.query_tokens, cap))
+        batches = list(self._batches(order, lengths, 0, cap))
         for batch in self._progress(batches, len(todo)):
             started = time.perf_counter()
-            padded = len(batch) * (lengths[batch[0]] + extra)
-            if (
-                deadline is not None
-                and started + padded * (self._throughput.cautious_seconds_per_token or 0.0) > deadline
-            ):
+            padded = len(batch) * (lengths[batch[0]] + specials)
+            rate = self._throughput.cautious_seconds_per_token or 0.0
+            if deadline is not None and started + padded * rate > deadline:
                 logger.debug("budget_ms: %d pairs left unscored; the measured throughput fell", len(batch))
                 break
-            scores = self.scorer.score_pairs([(pairs.query, pairs.windows[w]) for w in batch])
+            scores = self.scorer.score_pairs([pairs.texts[p] for p in batch])
             self._throughput.record(time.perf_counter() - started, padded)
             if len(scores) != len(batch):
                 msg = f"the scorer returned {len(scores)} scores for {len(batch)} pairs"
                 raise ScoringError(msg)
-            for w, s in zip(batch, scores, strict=True):
+            for p, s in zip(batch, scores, strict=True):
                 if not math.isfinite(s):
                     msg = (
                         f"the model returned {s} for a document; its weights may be damaged, or it "
                         "overflowed in reduced precision (try a float32 device/backend)"
                     )
                     raise ScoringError(msg)
-                pairs.scores[w] = float(s)
+                pairs.scores[p] = float(s)
             if self._cache is not None and pairs.keys is not None:
-                self._cache.put_many([(pairs.keys[w], float(s)) for w, s in zip(batch, scores, strict=True)])
+                self._cache.put_many([(pairs.keys[p], float(s)) for p, s in zip(batch, scores, strict=True)])
 
     def _progress(self, batches: list[list[int]], n_pairs: int) -> Iterator[list[int]]:
         show = self.config.show_progress
@@ -543,14 +616,17 @@ class Reranker:
 
 @dataclass
 class _Pairs:
-    """The (query, window) pairs of one call: texts, token counts, scores so far and cache keys."""
+    """The unique (query, window) pairs of one job: texts, tokens (query included), scores so far, cache keys."""
 
-    query: str
-    query_tokens: int
-    windows: list[str]
+    texts: list[tuple[str, str]]
     lengths: list[int]
     scores: list[float | None]
     keys: list[bytes] | None
+
+
+def _best(scores: list[float | None], ids: list[int]) -> float:
+    """A document's score: its best window's."""
+    return max(s for s in (scores[p] for p in ids) if s is not None)
 
 
 def shared_reranker(reranker: Reranker | None, model: str | None, options: Mapping[str, Any]) -> Reranker:

@@ -14,6 +14,7 @@ derives from it, so code that already catches ``ValueError`` / ``TypeError`` /
     │   ├── NotACrossEncoderError          the folder holds something else
     │   └── RemoteCodeRequiredError        needs trust_remote_code=True
     ├── ScoringError (RuntimeError)        the model produced NaN / inf, or a backend failed
+    │   └── HTTPBackendError               a remote rerank server was unreachable or answered badly
     └── MissingDependencyError (ImportError)  an optional package is not installed
 
 Messages say what was wrong and what to do about it.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "HTTPBackendError",
     "InputError",
     "InputTypeError",
     "MissingDependencyError",
@@ -69,6 +71,18 @@ class RemoteCodeRequiredError(ModelLoadError):
 
 class ScoringError(XRerankError, RuntimeError):
     """Scoring failed: the model returned NaN or infinite scores, or a backend failed."""
+
+
+class HTTPBackendError(ScoringError):
+    """The http backend's server could not be reached, or answered with an error or a bad answer.
+
+    Attributes:
+        status_code: The HTTP status of the answer, or ``None`` when there was none.
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
 
 
 class MissingDependencyError(XRerankError, ImportError):

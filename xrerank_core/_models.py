@@ -9,6 +9,7 @@ uses one instance, held weakly, so it is freed when the last user goes away.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import weakref
 from pathlib import Path
@@ -60,11 +61,25 @@ def _device_key(device: str, backend: str) -> str:
     return resolve_device(device)
 
 
+def _http_scorer(url: str) -> Scorer:
+    """One shared client per server URL and API key (the key comes from ``$XRERANK_API_KEY``)."""
+    from xrerank_core._backends._http import API_KEY_ENV, HttpScorer
+
+    key = (url, "http", os.environ.get(API_KEY_ENV))
+    with _cache_lock:
+        scorer = _cache.get(key)
+        if scorer is None:
+            scorer = _cache[key] = HttpScorer(url)
+        return scorer
+
+
 def get_scorer(config: RerankerConfig) -> Scorer:
     """Return the shared scorer for ``config``, loading it on first use.
 
     Two threads asking for the same model at once load it once.
     """
+    if config.backend == "http" or (config.backend == "auto" and config.model.startswith(("http://", "https://"))):
+        return _http_scorer(config.model)
     path = resolve_model(config.model)
     folder = Path(path).expanduser()
     model_key = str(folder.resolve()) if folder.is_dir() else path

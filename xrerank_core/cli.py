@@ -5,6 +5,8 @@ xrerank train  --base B --data D --output O   fine-tune a cross-encoder
 xrerank eval   --dataset D [--model M | --no-rerank] [--first-stage S] [--candidates 100]
                [--top-n 10] [--queries N] [--output DIR]
                                               quality before/after reranking, latency, memory
+xrerank serve  --model M [--backend B] [--port 8000] [--api-key K] ...
+                                              the rerank HTTP service (needs xrerank[serve])
 xrerank demo   [--framework langchain|llamaindex] [--question Q] [--k 100] [--top-n 10] [--no-rerank] ...
                                               the two-stage chatbot over SciFact (needs xrerank[demo])
 """
@@ -20,7 +22,7 @@ import typing
 from collections.abc import Sequence
 
 from xrerank_core._config import DEFAULT_MODEL
-from xrerank_core._exceptions import XRerankError, missing_dependency
+from xrerank_core._exceptions import ConfigError, XRerankError, missing_dependency
 
 __all__ = ["main"]
 
@@ -99,6 +101,80 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from xrerank_core.serve._settings import ServerSettings
+
+    d = ServerSettings()
+    p = sub.add_parser(
+        "serve",
+        help="serve a reranker over HTTP: Cohere/Jina-compatible /v1/rerank and TEI-compatible /rerank",
+        description="Serve a reranker over HTTP (FastAPI + uvicorn): POST /v1/rerank (Cohere / Jina), "
+        "POST /rerank (text-embeddings-inference), GET /health, GET /metrics (Prometheus), GET /openapi.json.",
+    )
+    p.add_argument("--model", default=DEFAULT_MODEL, help="hub id, local folder or bundled name")
+    p.add_argument("--backend", default="auto", help="the engine's backend (torch, ...)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--max-length", type=int, default=None, help="tokens per (query, document) pair")
+    p.add_argument("--batch-size", type=int, default=32, help="pairs per forward pass")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 on a crowded CPU)")
+    p.add_argument("--long-documents", choices=["auto", "maxp", "truncate"], default="auto")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--max-documents", type=int, default=d.max_documents, help="most documents per request")
+    p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="largest request body")
+    p.add_argument("--timeout", type=float, default=d.timeout_s, help="seconds a request may take, waiting included")
+    p.add_argument("--max-concurrency", type=int, default=d.max_concurrency, help="scoring jobs run at once")
+    p.add_argument(
+        "--max-batch-requests",
+        type=int,
+        default=d.max_batch_requests,
+        help="most waiting requests scored together as one job (1: no batching)",
+    )
+    p.add_argument(
+        "--api-key",
+        default=None,
+        help="require 'Authorization: Bearer KEY' (default: $XRERANK_API_KEY if set, else no key)",
+    )
+    p.add_argument("--name", default=None, help="model name reported in answers (default: --model)")
+    p.set_defaults(func=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from xrerank_core._engine import Reranker
+    from xrerank_core.serve import ServerSettings, run_server
+
+    if args.threads is not None:
+        if args.threads < 1:
+            msg = f"--threads must be >= 1, got {args.threads}"
+            raise ConfigError(msg)
+        import torch
+
+        torch.set_num_threads(args.threads)
+    settings = ServerSettings(
+        model_name=args.name or args.model,
+        max_documents=args.max_documents,
+        max_body_bytes=args.max_body_bytes,
+        timeout_s=args.timeout,
+        max_concurrency=args.max_concurrency,
+        max_batch_requests=args.max_batch_requests,
+        api_key=args.api_key or os.environ.get("XRERANK_API_KEY") or None,
+    )
+    reranker = Reranker(
+        args.model,
+        backend=args.backend,
+        device=args.device,
+        dtype=args.dtype,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        long_documents=args.long_documents,
+    )
+    run_server(reranker, settings, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
+    return 0
+
+
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "demo",
@@ -133,6 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from xrerank_core.eval._cli import add_eval_parser  # light: heavy imports happen when eval runs
 
     add_eval_parser(sub)
+    _add_serve(sub)
     _add_demo(sub)
     args, extra = parser.parse_known_args(argv)
     if args.command == "demo":

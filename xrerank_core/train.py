@@ -369,16 +369,42 @@ def choose_fusion_weight(
     return best, table
 
 
-def _write_fusion(folder: Path, weight: float, table: dict[float, float], n_queries: int, k: int) -> None:
+def _write_fusion(
+    folder: Path,
+    weight: float,
+    table: dict[float, float],
+    n_queries: int,
+    k: int,
+    long_documents: str,
+    alone_by_mode: Mapping[str, float],
+) -> None:
     record = {
         "fusion": "zscore",
         "fusion_weight": weight,
-        # Training and dev selection score the first max_length tokens of each pair.
-        "long_documents": "truncate",
+        "long_documents": long_documents,
         "chosen_on": f"{n_queries} held-out training queries, top-{k} first-stage candidates, nDCG@10",
+        "dev_ndcg@10_alone_by_long_documents": {m: round(v, 4) for m, v in alone_by_mode.items()},
         "dev_ndcg@10_by_weight": {f"{w:.2f}": round(v, 4) for w, v in table.items()},
     }
     (folder / "xrerank.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+
+
+def _engine_run(
+    model_dir: str,
+    device: str | None,
+    long_documents: str,
+    queries: Mapping[str, str],
+    candidates: Mapping[str, list[Candidate]],
+) -> dict[str, dict[str, float]]:
+    """Score the dev candidates as :class:`~xrerank_core.Reranker` will (raw logits, that long-document mode)."""
+    from xrerank_core._engine import Reranker
+
+    reranker = Reranker(model_dir, device=device or "auto", long_documents=long_documents, show_progress=False)
+    run: dict[str, dict[str, float]] = {}
+    for qid, cands in candidates.items():
+        scores = reranker.score(queries[qid], [c.text for c in cands])
+        run[qid] = {c.docid: s for c, s in zip(cands, scores, strict=True)}
+    return run
 
 
 def _dev_split(config: TrainConfig, ds: EvalDataset, rng: random.Random) -> tuple[list[str], list[str]]:
@@ -389,16 +415,17 @@ def _dev_split(config: TrainConfig, ds: EvalDataset, rng: random.Random) -> tupl
 
 
 def select_fusion(model_dir: str, config: TrainConfig) -> tuple[float, dict[float, float]]:
-    """Choose the fusion weight of a trained model on ``config``'s dev split.
+    """Choose how a trained model reads long documents, and its fusion weight, on ``config``'s dev split.
 
-    Re-creates the dev split of the run ``config`` describes, scores it with the model in
-    ``model_dir`` and records the chosen weight in ``model_dir/xrerank.json``.
+    Re-creates the dev split of the run ``config`` describes and scores it with the model in
+    ``model_dir`` through the engine, once per ``long_documents`` mode (MaxP windows, or the
+    first window only). The mode with the better dev nDCG@10 of the model alone is kept; the
+    fusion weight is then chosen with it. Both go to ``model_dir/xrerank.json``, which the
+    engine reads (``long_documents="auto"``, ``fusion_weight=None``).
 
     Returns:
         The chosen weight and the dev nDCG@10 of every weight tried.
     """
-    from sentence_transformers import CrossEncoder
-
     ds = load_dataset(config.data, split=config.split)
     dev_q, _ = _dev_split(config, ds, random.Random(config.seed))
     if ds.corpus is None or not dev_q:
@@ -406,11 +433,30 @@ def select_fusion(model_dir: str, config: TrainConfig) -> tuple[float, dict[floa
         raise InputError(msg)
     queries = {q: ds.queries[q] for q in dev_q}
     candidates = {q: c[: config.dev_candidates] for q, c in _first_stage(config, ds.corpus, queries).items()}
-    model = CrossEncoder(model_dir, device=config.device)
     qrels = {q: ds.qrels[q] for q in dev_q}
-    weight, table = choose_fusion_weight(_dev_run(model, ds.queries, candidates), candidates, qrels)
-    _write_fusion(Path(model_dir), weight, table, len(dev_q), config.dev_candidates)
+    _, weight, table = _choose_and_record(model_dir, config, queries, candidates, qrels)
     return weight, table
+
+
+def _choose_and_record(
+    model_dir: str,
+    config: TrainConfig,
+    queries: Mapping[str, str],
+    candidates: Mapping[str, list[Candidate]],
+    qrels: Mapping[str, Mapping[str, int]],
+) -> tuple[float, float, dict[float, float]]:
+    """Pick ``long_documents`` and the fusion weight on dev; write ``xrerank.json``.
+
+    Returns:
+        The dev nDCG@10 of the model alone (chosen mode), the fusion weight, and the weight table.
+    """
+    runs = {mode: _engine_run(model_dir, config.device, mode, queries, candidates) for mode in ("maxp", "truncate")}
+    alone = {mode: float(evaluate_run(qrels, run, "ndcg@10").mean["ndcg@10"]) for mode, run in runs.items()}
+    mode = max(alone, key=lambda m: (round(alone[m], 10), m == "truncate"))  # a tie goes to the cheaper mode
+    logger.info("dev nDCG@10 of the model alone: %s; keeping long_documents=%r", alone, mode)
+    weight, table = choose_fusion_weight(runs[mode], candidates, qrels)
+    _write_fusion(Path(model_dir), weight, table, len(candidates), config.dev_candidates, mode, alone)
+    return alone[mode], weight, table
 
 
 # -- training ---------------------------------------------------------------------
@@ -535,17 +581,14 @@ def train(config: TrainConfig) -> TrainResult:
     evals = [float(h["eval_dev_ndcg@10"]) for h in history if "eval_dev_ndcg@10" in h]
     dev_best = max(evals) if evals else None
 
-    fusion_weight = dev_fused = dev_final = None
-    if dev_q:
-        run = _dev_run(model, queries, dev_candidates)
-        dev_final = float(evaluate_run(qrels, run, "ndcg@10").mean["ndcg@10"])
-        fusion_weight, table = choose_fusion_weight(run, dev_candidates, qrels)
-        dev_fused = table[fusion_weight]
     if config.save_half:
         model.model.to(torch.float16)
     model.save_pretrained(str(output))
-    if fusion_weight is not None:
-        _write_fusion(output, fusion_weight, table, len(dev_q), config.dev_candidates)
+    fusion_weight = dev_fused = dev_final = None
+    if dev_q:
+        # Scored through the engine, as users will score it (this also picks ``long_documents``).
+        dev_final, fusion_weight, table = _choose_and_record(str(output), config, queries, dev_candidates, qrels)
+        dev_fused = table[fusion_weight]
     if not config.keep_checkpoints:
         shutil.rmtree(checkpoints, ignore_errors=True)
     result = TrainResult(

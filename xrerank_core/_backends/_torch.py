@@ -61,6 +61,10 @@ def _read_config(folder: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+# Files one of which every saved tokenizer has (fast, WordPiece, BPE, SentencePiece, tiktoken).
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.*", "merges.txt", "*.model", "*.tiktoken")
+
+
 def _check_folder(folder: Path, *, trust_remote_code: bool, allow_pickle: bool) -> None:
     """Refuse, before loading, a local folder that cannot be a usable cross-encoder."""
     config = _read_config(folder)
@@ -90,6 +94,19 @@ def _check_folder(folder: Path, *, trust_remote_code: bool, allow_pickle: bool) 
         raise NotACrossEncoderError(msg)
     has_safetensors = any(folder.glob("*.safetensors"))
     has_pickle = any(folder.glob("pytorch_model*.bin"))
+    if not has_safetensors and not has_pickle:
+        msg = (
+            f"{folder} has a config.json but no weights (model.safetensors); save the whole model there "
+            "(model.save_pretrained(folder)) or pass the folder that holds its weights"
+        )
+        raise ModelLoadError(msg)
+    if not any(any(folder.glob(pattern)) for pattern in _TOKENIZER_FILES):
+        # transformers would build a tokenizer with an empty vocabulary: every word one unknown token.
+        msg = (
+            f"{folder} holds a model but no tokenizer (no tokenizer.json, vocab or sentencepiece file); save the "
+            "tokenizer the model was trained with next to its weights (tokenizer.save_pretrained(folder))"
+        )
+        raise ModelLoadError(msg)
     if not has_safetensors and has_pickle and not allow_pickle:
         msg = (
             f"{folder} has only pickle weights (pytorch_model.bin), which can run arbitrary code when "
@@ -183,6 +200,14 @@ class TorchScorer:
                 "its scores would be random. Pass a cross-encoder, or fine-tune this one with `xrerank train`"
             )
             raise NotACrossEncoderError(msg)
+        missing = _missing_head(folder, self._model.model) if folder.is_dir() else []
+        if missing:
+            msg = (
+                f"the weights in {folder} have no classification head ({', '.join(missing[:3])} missing), so it "
+                "would be random: this is an encoder, not a cross-encoder. Fine-tune it into one first "
+                "(`xrerank train --base ...`) or pass a cross-encoder"
+            )
+            raise NotACrossEncoderError(msg)
         self.num_labels = int(self._model.num_labels)
         if self.num_labels not in (1, 2):
             msg = (
@@ -237,6 +262,22 @@ class TorchScorer:
         return [float(x) for x in logits.reshape(-1)]
 
 
+def _missing_head(folder: Path, model: Any) -> list[str]:
+    """The parameters outside the base encoder (the head) that no safetensors file in ``folder`` holds."""
+    files = sorted(folder.glob("*.safetensors"))
+    if not files or model is None:
+        return []
+    from safetensors import safe_open
+
+    saved: set[str] = set()
+    for path in files:
+        with safe_open(str(path), framework="pt") as f:
+            saved.update(f.keys())
+    prefix = f"{getattr(model, 'base_model_prefix', '')}."
+    head = [name for name, _ in model.named_parameters() if not name.startswith(prefix)]
+    return [name for name in head if name not in saved]
+
+
 def _looks_like_path(model: str) -> bool:
     """A name that can only be a path: hub ids are ``name`` or ``org/name``."""
     return model.startswith((".", "/", "~")) or "\\" in model or model.count("/") > 1
@@ -253,7 +294,10 @@ def _translate_load_error(model: str, folder: Path, exc: Exception) -> Exception
         return ModelNotFoundError(msg)
     if folder.is_dir():
         if "safetensors" in text.lower() or "header" in text.lower():
-            msg = f"the weights in {folder} could not be read ({text}); the file is damaged or incomplete"
+            msg = (
+                f"the weights in {folder} could not be read ({text}); the file is damaged or incomplete: "
+                "download or save the model again"
+            )
             return ModelLoadError(msg)
         msg = f"could not load the model in {folder}: {text}"
         return ModelLoadError(msg)

@@ -80,6 +80,11 @@ def render_table(report: EvalReport) -> Table:
     title = (
         f"{report.dataset}: {s.get('first_stage')} top-{s.get('candidates')}"
         + (f" -> {model_label(report.model)} ({report.backend}, {report.device})" if report.model else "")
+        + (
+            f", {s['fusion']} fusion, weight {s.get('fusion_weight')}"
+            if report.model and s.get("fusion") not in (None, "none")
+            else ""
+        )
         + f", {len(report.query_ids)} queries"
     )
     reranked = report.reranked
@@ -89,22 +94,28 @@ def render_table(report: EvalReport) -> Table:
     if reranked is not None:
         for name in ("reranked", "delta", "p", "W/L/T"):
             table.add_column(name, justify="right", no_wrap=True)
-    for name in report.metrics:
-        before = report.first_stage.mean[name]
-        if reranked is None or report.comparison is None:
-            table.add_row(_pretty_metric(name), _num(before))
-            continue
-        cmp = report.comparison[name]
-        significant = math.isfinite(cmp.p_value) and cmp.p_value < 0.05
-        style = ("green" if cmp.delta > 0 else "red") if significant else ""
-        table.add_row(
-            _pretty_metric(name),
-            _num(before),
-            _num(reranked.mean[name]),
-            f"[{style}]{cmp.delta:+.4f}[/]" if style else f"{cmp.delta:+.4f}",
-            _p_value(cmp.p_value),
-            f"{cmp.wins}/{cmp.losses}/{cmp.ties}",
-        )
+    blocks = [(report.reranked, report.comparison, "")]
+    if report.model_alone is not None and report.model_alone_comparison is not None:
+        blocks.append((report.model_alone, report.model_alone_comparison, " (model alone)"))
+    for b, (after, comparison, suffix) in enumerate(blocks):
+        if b:
+            table.add_section()
+        for name in report.metrics:
+            before = report.first_stage.mean[name]
+            if after is None or comparison is None:
+                table.add_row(_pretty_metric(name), _num(before))
+                continue
+            cmp = comparison[name]
+            significant = math.isfinite(cmp.p_value) and cmp.p_value < 0.05
+            style = ("green" if cmp.delta > 0 else "red") if significant else ""
+            table.add_row(
+                _pretty_metric(name) + suffix,
+                _num(before),
+                _num(after.mean[name]),
+                f"[{style}]{cmp.delta:+.4f}[/]" if style else f"{cmp.delta:+.4f}",
+                _p_value(cmp.p_value),
+                f"{cmp.wins}/{cmp.losses}/{cmp.ties}",
+            )
     table.add_section()
     cost = report.cost
     rows: list[tuple[str, str]] = []

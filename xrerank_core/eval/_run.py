@@ -122,6 +122,10 @@ class EvalReport:
         peak_rss_mib: Peak resident memory of the whole process so far, in MiB
             (``None`` where the ``resource`` module is missing, e.g. on Windows).
         wall_seconds: Time :func:`run_eval` took in all.
+        model_alone: With fusion on, the metrics of ranking by the cross-encoder's own
+            score (from the same scoring pass), else ``None``.
+        model_alone_comparison: ``{metric: MetricComparison}`` of ``model_alone``
+            against the first stage, else ``None``.
     """
 
     dataset: str
@@ -137,6 +141,8 @@ class EvalReport:
     first_stage_seconds: float
     peak_rss_mib: float | None
     wall_seconds: float
+    model_alone: EvalResult | None = None
+    model_alone_comparison: dict[str, MetricComparison] | None = None
 
     @property
     def metrics(self) -> list[str]:
@@ -163,6 +169,16 @@ class EvalReport:
             "first_stage_seconds": self.first_stage_seconds,
             "peak_rss_mib": self.peak_rss_mib,
             "wall_seconds": self.wall_seconds,
+            "model_alone": (
+                None
+                if self.model_alone is None
+                else {"mean": self.model_alone.mean, "per_query": self.model_alone.per_query}
+            ),
+            "model_alone_comparison": (
+                None
+                if self.model_alone_comparison is None
+                else {name: asdict(c) for name, c in self.model_alone_comparison.items()}
+            ),
         }
         cleaned: dict[str, Any] = _json_safe(out)
         return cleaned
@@ -357,10 +373,12 @@ def _rerank_all(
     *,
     warmup: bool,
     show_progress: bool,
-) -> tuple[dict[str, dict[str, float]], CostReport]:
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]], CostReport]:
+    """The reranked run, the run ranked by the model's own score alone, and the cost."""
     from tqdm.auto import tqdm
 
     run: dict[str, dict[str, float]] = {}
+    alone: dict[str, dict[str, float]] = {}
     latency: dict[str, float] = {}
     pairs = 0
     tokens: int | None = 0
@@ -380,11 +398,15 @@ def _rerank_all(
             n = _count_tokens(reranker, query, texts)
             tokens = None if n is None else tokens + n
         ordered: dict[str, float] = {}
+        by_model: dict[str, float] = {}
         for r in ranked:
             ordered.setdefault(cands[qid][r.index].docid, float(r.score))
+            by_model.setdefault(cands[qid][r.index].docid, float(r.model_score))
         run[qid] = ordered
+        alone[qid] = by_model
     for qid in cands:
         run.setdefault(qid, {})
+        alone.setdefault(qid, {})
     total = math.fsum(latency.values())
     values = list(latency.values())
     cost = CostReport(
@@ -399,7 +421,7 @@ def _rerank_all(
         tokens_per_second=None if tokens is None else (tokens / total if total > 0 else math.nan),
         per_query_latency=latency,
     )
-    return run, cost
+    return run, alone, cost
 
 
 # --------------------------------------------------------------------------- the API
@@ -504,14 +526,17 @@ def run_eval(
     first = evaluate_run(qrels, first_run, names, **options)
 
     model = backend = device = None
-    reranked = comparison = cost = None
+    reranked = comparison = cost = model_alone = alone_comparison = None
     if reranker is not None:
         backend, device, reranker_options = _describe_reranker(reranker)
         model = reranker.config.model
         settings.update(reranker_options)
-        new_run, cost = _rerank_all(reranker, dataset, cands, warmup=warmup, show_progress=show)
+        new_run, alone_run, cost = _rerank_all(reranker, dataset, cands, warmup=warmup, show_progress=show)
         reranked = evaluate_run(qrels, new_run, names, **options)
         comparison = compare_runs(qrels, first_run, new_run, names, **options)
+        if reranker.config.fusion != "none":
+            model_alone = evaluate_run(qrels, alone_run, names, **options)
+            alone_comparison = compare_runs(qrels, first_run, alone_run, names, **options)
         logger.info(
             "%s: %s %.4f -> %.4f; p50 %.1f ms/query",
             dataset.name,
@@ -534,4 +559,6 @@ def run_eval(
         first_stage_seconds=first_stage_seconds,
         peak_rss_mib=peak_rss_mib(),
         wall_seconds=time.perf_counter() - started,
+        model_alone=model_alone,
+        model_alone_comparison=alone_comparison,
     )

@@ -1,0 +1,606 @@
+"""The FastAPI application behind ``xrerank serve`` (imported only with the ``serve`` extra)."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from xrerank_core._engine import Reranker
+from xrerank_core._exceptions import ConfigError, InputError, ScoringError, XRerankError
+from xrerank_core._version import __version__
+from xrerank_core.serve._settings import ServerSettings
+
+__all__ = ["BatchScorer", "build_app"]
+
+logger = logging.getLogger(__name__)
+
+BatchScorer = Callable[[str, list[str]], Awaitable[list[float]]]
+"""``async (query, documents) -> raw logits``, in input order."""
+
+_ENDPOINTS = ("/v1/rerank", "/rerank", "/health", "/metrics", "/openapi.json", "/docs")
+
+
+# -- request and answer bodies --------------------------------------------------------
+
+
+def _encodable(text: str) -> str:
+    """Refuse text that cannot be encoded as UTF-8 (a lone surrogate, sent as a JSON escape)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        msg = f"the text holds a character that is not valid Unicode at position {exc.start} (a lone surrogate)"
+        raise ValueError(msg) from exc
+    return text
+
+
+def _whole_number(value: object) -> int:
+    """An integer, or a float with no fraction (JSON Schema's ``integer``); never a bool or a string."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        msg = f"must be an integer, got {type(value).__name__}"
+        raise ValueError(msg)
+    if isinstance(value, float):
+        if not value.is_integer():
+            msg = f"must be an integer, got {value!r}"
+            raise ValueError(msg)
+        return int(value)
+    return value
+
+
+Text = Annotated[StrictStr, AfterValidator(_encodable)]
+PositiveWholeNumber = Annotated[int, Field(ge=1), BeforeValidator(_whole_number)]
+
+
+class DocumentObject(BaseModel):
+    """A document given as an object (Cohere v1 / Jina style)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    text: Text = Field(description="The document's text.")
+
+
+class CohereRequest(BaseModel):
+    """A Cohere / Jina compatible rerank request. Unknown fields (``max_chunks_per_doc``, ...) are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    query: Text = Field(description="The search query (not empty).", pattern=r"\S")
+    documents: list[Text | DocumentObject] = Field(description="The documents: strings or {'text': ...} objects.")
+    top_n: PositiveWholeNumber | None = Field(
+        default=None, description="Return at most this many results (default: all)."
+    )
+    return_documents: StrictBool = Field(default=False, description="Include each document's text in its result.")
+    model: StrictStr | None = Field(default=None, description="Accepted for compatibility; the server's model is used.")
+    raw_scores: StrictBool = Field(
+        default=False,
+        description="xrerank extension: relevance_score is the model's raw logit instead of a probability in [0, 1].",
+    )
+
+
+class CohereResult(BaseModel):
+    """One ranked document."""
+
+    index: int = Field(description="Position of the document in the request.")
+    relevance_score: float = Field(description="Probability of relevance in [0, 1] (the raw logit with raw_scores).")
+    document: DocumentObject | None = Field(default=None, description="Present with return_documents=true.")
+
+
+class CohereResponse(BaseModel):
+    """A Cohere / Jina compatible rerank answer: results best first."""
+
+    id: str
+    model: str
+    results: list[CohereResult]
+
+
+class TeiRequest(BaseModel):
+    """A text-embeddings-inference compatible rerank request. Unknown fields (``truncate``, ...) are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    query: Text = Field(description="The search query (not empty).", pattern=r"\S")
+    texts: list[Text] = Field(description="The documents.")
+    raw_scores: StrictBool = Field(default=False, description="Raw logits instead of probabilities in [0, 1].")
+    return_text: StrictBool = Field(default=False, description="Include each text in its result.")
+
+
+class TeiRank(BaseModel):
+    """One ranked text."""
+
+    index: int = Field(description="Position of the text in the request.")
+    score: float = Field(description="Probability of relevance in [0, 1], or the raw logit with raw_scores.")
+    text: str | None = Field(default=None, description="Present with return_text=true.")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer."""
+
+    error: str = Field(description="What was wrong and what to do.")
+    error_type: str = Field(description="validation, too_large, unauthorized, busy, timeout, not_found, ...")
+
+
+class Health(BaseModel):
+    """The ``/health`` answer."""
+
+    status: str
+    model: str
+    version: str
+
+
+# -- helpers --------------------------------------------------------------------------
+
+
+_ERROR_TYPES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "validation",
+    500: "internal",
+    503: "busy",
+    504: "timeout",
+}
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": message, "error_type": _ERROR_TYPES.get(status, "error")}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
+        if err.get("type") == "json_invalid":
+            parts.append(f"the body is not valid JSON ({err.get('ctx', {}).get('error', err.get('msg'))})")
+        elif err.get("type") == "string_pattern_mismatch":
+            parts.append(f"{where}: is empty (or only whitespace); there is nothing to rank against")
+        elif err.get("type") == "missing" and where == "body":
+            parts.append("the request has no JSON body; send Content-Type: application/json")
+        else:
+            parts.append(f"{where}: {err.get('msg')}")
+    more = len(exc.errors()) - 5
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+class _BodyLimit:
+    """Answer 413 to a body larger than the limit, whether or not it declares its length."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > self.max_bytes
+            except ValueError:
+                await _error(400, "the Content-Length header is not a number")(scope, receive, send)
+                return
+            if too_big:
+                await _error(413, self._message())(scope, receive, send)
+                return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, self._message())
+            return message
+
+        await self.app(scope, limited, send)
+
+    def _message(self) -> str:
+        return (
+            f"the request body is larger than {self.max_bytes} bytes (--max-body-bytes); send fewer or "
+            "shorter documents per request"
+        )
+
+
+_BEARER = HTTPBearer(auto_error=False, description="The server's API key (xrerank serve --api-key).")
+
+
+async def _documented_key(_: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)]) -> None:
+    """Put the bearer scheme in the OpenAPI spec; :class:`_ApiKey` checks the key before the body is read."""
+
+
+class _ApiKey:
+    """Refuse, before reading the body, a request without the right ``Authorization: Bearer`` key."""
+
+    _OPEN = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+
+    def __init__(self, app: ASGIApp, key: str) -> None:
+        self.app = app
+        self.key = key.encode("utf-8")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in self._OPEN:
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope.get("headers") or []).get(b"authorization", b"")
+        scheme, _, given = header.partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self.key):
+            message = "missing or wrong API key; send the header Authorization: Bearer <key>"
+            await _error(401, message, headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class _Metrics:
+    """Prometheus metrics of one app, in a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "xrerank_requests", "HTTP requests answered.", ["endpoint", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "xrerank_request_duration_seconds",
+            "Time from request to answer.",
+            ["endpoint"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+            registry=self.registry,
+        )
+        self.documents = Counter("xrerank_documents", "Documents scored.", ["endpoint"], registry=self.registry)
+        self.in_flight = Gauge("xrerank_requests_in_flight", "Requests being answered.", registry=self.registry)
+
+
+class _Instrument:
+    """Count every request and time it, by endpoint (unknown paths count as ``other``)."""
+
+    def __init__(self, app: ASGIApp, metrics: _Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        endpoint = path if path in _ENDPOINTS else "other"
+        status = 500
+        start = time.perf_counter()
+
+        async def recording(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, recording)
+        finally:
+            self.metrics.in_flight.dec()
+            self.metrics.requests.labels(endpoint, str(status)).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+
+
+@dataclass
+class _Job:
+    """One request waiting for (or in) a scoring batch."""
+
+    query: str
+    texts: list[str]
+    future: asyncio.Future[list[float]]
+    started: bool = False
+
+
+class _Scoring:
+    """Scores requests in worker threads, batching those that wait together, within the timeout.
+
+    ``max_concurrency`` workers each take every request waiting in the queue (at most
+    ``max_batch_requests``) and score them as one job (:meth:`Reranker.score_many`), so under
+    load requests share forward passes. A request still queued when its timeout ends is answered
+    503; one being scored, 504 (its batch still finishes, for the others in it).
+    """
+
+    def __init__(self, reranker: Reranker, settings: ServerSettings, batch_scorer: BatchScorer | None) -> None:
+        self.reranker = reranker
+        self.settings = settings
+        self.batch_scorer = batch_scorer
+        self._executor: ThreadPoolExecutor | None = None
+        self._queue: asyncio.Queue[_Job] | None = None
+        self._workers: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._executor = ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="xrerank-serve")
+        self._queue = asyncio.Queue()
+        self._workers = [loop.create_task(self._work()) for _ in range(self.settings.max_concurrency)]
+
+    def stop(self) -> None:
+        for task in self._workers:
+            task.cancel()
+        self._workers = []
+        self._queue = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._queue is not None and self._executor is not None:
+            queue, executor = self._queue, self._executor
+            jobs = [await queue.get()]
+            while len(jobs) < self.settings.max_batch_requests and not queue.empty():
+                jobs.append(queue.get_nowait())
+            live = [job for job in jobs if not job.future.done()]  # done: the client stopped waiting
+            if not live:
+                continue
+            for job in live:
+                job.started = True
+            try:
+                results = await loop.run_in_executor(executor, self._score_jobs, [(j.query, j.texts) for j in live])
+            except Exception as exc:  # a failure that is not the input's: every request in the batch gets it
+                results = [exc] * len(live)
+            for job, result in zip(live, results, strict=True):
+                if job.future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    job.future.set_exception(result)
+                else:
+                    job.future.set_result(result)
+
+    def _score_jobs(self, items: list[tuple[str, list[str]]]) -> list[list[float] | BaseException]:
+        out: list[list[float] | BaseException] = []
+        valid: list[int] = []
+        for i, (query, _) in enumerate(items):
+            try:
+                self.reranker.score(query, [])  # checks the query alone
+            except XRerankError as exc:
+                out.append(exc)
+                continue
+            out.append([])
+            valid.append(i)
+        try:
+            for i, scores in zip(valid, self.reranker.score_many([items[i] for i in valid]), strict=True):
+                out[i] = scores
+        except XRerankError as exc:
+            if len(valid) == 1:
+                out[valid[0]] = exc
+                return out
+            # Something in one request broke the job (NaN scores...): one by one, so only it fails.
+            for i in valid:
+                try:
+                    out[i] = self.reranker.score(*items[i])
+                except XRerankError as exc:
+                    out[i] = exc
+        return out
+
+    async def score(self, query: str, texts: list[str]) -> list[float]:
+        if not texts:
+            # Still checks the query, like the engine does.
+            return self.reranker.score(query, texts)
+        timeout = self.settings.timeout_s
+        if self.batch_scorer is not None:
+            try:
+                return await asyncio.wait_for(self.batch_scorer(query, texts), timeout)
+            except TimeoutError as exc:
+                raise HTTPException(504, self._timeout_message()) from exc
+        if self._queue is None:
+            self.start()
+        queue = self._queue
+        if queue is None:
+            msg = "the server's scoring workers are not running"
+            raise HTTPException(503, msg)
+        job = _Job(query, texts, asyncio.get_running_loop().create_future())
+        queue.put_nowait(job)
+        try:
+            return await asyncio.wait_for(asyncio.shield(job.future), timeout)
+        except TimeoutError as exc:
+            if job.started:
+                raise HTTPException(504, self._timeout_message()) from exc
+            job.future.cancel()
+            msg = (
+                f"the server is busy: the request waited {timeout:g} s without a free scorer; retry later, "
+                "or add replicas / raise --max-concurrency"
+            )
+            raise HTTPException(503, msg, headers={"Retry-After": "1"}) from exc
+        except asyncio.CancelledError:
+            if not job.started:
+                job.future.cancel()
+            raise
+
+    def _timeout_message(self) -> str:
+        return (
+            f"scoring took longer than {self.settings.timeout_s:g} s (--timeout); send fewer documents per "
+            "request or raise the timeout"
+        )
+
+
+def _order(scores: list[float], top_n: int | None) -> list[int]:
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    return order if top_n is None else order[:top_n]
+
+
+# -- the app ----------------------------------------------------------------------------
+
+
+def build_app(reranker: Reranker, settings: ServerSettings, *, batch_scorer: BatchScorer | None = None) -> FastAPI:
+    """The application; see :func:`xrerank_core.serve.create_app`."""
+    if reranker.config.normalize != "none":
+        msg = "serve a reranker with normalize='none'; each request chooses raw or sigmoid scores"
+        raise ConfigError(msg)
+    if reranker.config.fusion != "none":
+        msg = "serve a reranker with fusion='none'; a request carries no first-stage scores"
+        raise ConfigError(msg)
+    scoring = _Scoring(reranker, settings, batch_scorer)
+    metrics = _Metrics()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        scoring.start()
+        try:
+            yield
+        finally:
+            scoring.stop()
+
+    errors: dict[int | str, dict[str, Any]] = {
+        400: {"model": ErrorBody, "description": "The body could not be read (not UTF-8, or a bad Content-Length)."},
+        413: {"model": ErrorBody, "description": "Too many documents, or the body is too large."},
+        422: {"model": ErrorBody, "description": "The body is not valid JSON or not a valid request."},
+        500: {"model": ErrorBody, "description": "The model failed (e.g. NaN scores)."},
+        503: {"model": ErrorBody, "description": "No scorer became free within the timeout; retry."},
+        504: {"model": ErrorBody, "description": "Scoring took longer than the timeout."},
+    }
+    dependencies: list[Any] = []
+    if settings.api_key is not None:
+        errors[401] = {"model": ErrorBody, "description": "Missing or wrong API key."}
+        dependencies.append(Depends(_documented_key))
+
+    app = FastAPI(
+        title="xrerank",
+        version=__version__,
+        summary="Cross-encoder reranking: Cohere / Jina compatible /v1/rerank and TEI compatible /rerank.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, _describe_validation(exc))
+
+    @app.exception_handler(HTTPException)
+    async def on_http(_: Request, exc: HTTPException) -> JSONResponse:
+        detail = str(exc.detail)
+        if exc.status_code == 400 and detail == "There was an error parsing the body":
+            detail = "the body could not be parsed; send UTF-8 JSON with Content-Type: application/json"
+        return _error(exc.status_code, detail, headers=dict(exc.headers or {}))
+
+    @app.exception_handler(InputError)
+    async def on_input(_: Request, exc: InputError) -> JSONResponse:
+        return _error(422, str(exc))
+
+    @app.exception_handler(ScoringError)
+    async def on_scoring(_: Request, exc: ScoringError) -> JSONResponse:
+        logger.error("scoring failed: %s", exc)
+        return _error(500, str(exc))
+
+    @app.exception_handler(XRerankError)
+    async def on_xrerank(_: Request, exc: XRerankError) -> JSONResponse:
+        return _error(422 if isinstance(exc, ConfigError) else 500, str(exc))
+
+    def check_count(n: int, what: str) -> None:
+        if n > settings.max_documents:
+            msg = (
+                f"{n} {what} in one request; this server takes at most {settings.max_documents} "
+                "(--max-documents): split the request"
+            )
+            raise HTTPException(413, msg)
+
+    @app.post(
+        "/v1/rerank",
+        response_model=CohereResponse,
+        response_model_exclude_none=True,
+        responses=errors,
+        dependencies=dependencies,
+        summary="Rerank documents (Cohere / Jina compatible)",
+        tags=["rerank"],
+    )
+    async def rerank_cohere(body: CohereRequest) -> dict[str, Any]:
+        texts = [d if isinstance(d, str) else d.text for d in body.documents]
+        check_count(len(texts), "documents")
+        raw = await scoring.score(body.query, texts)
+        metrics.documents.labels("/v1/rerank").inc(len(texts))
+        results = []
+        for i in _order(raw, body.top_n):
+            result: dict[str, Any] = {
+                "index": i,
+                "relevance_score": raw[i] if body.raw_scores else _sigmoid(raw[i]),
+            }
+            if body.return_documents:
+                result["document"] = {"text": texts[i]}
+            results.append(result)
+        return {"id": str(uuid.uuid4()), "model": settings.model_name, "results": results}
+
+    @app.post(
+        "/rerank",
+        response_model=list[TeiRank],
+        response_model_exclude_none=True,
+        responses=errors,
+        dependencies=dependencies,
+        summary="Rerank texts (text-embeddings-inference compatible)",
+        tags=["rerank"],
+    )
+    async def rerank_tei(body: TeiRequest) -> list[dict[str, Any]]:
+        check_count(len(body.texts), "texts")
+        raw = await scoring.score(body.query, body.texts)
+        metrics.documents.labels("/rerank").inc(len(body.texts))
+        out = []
+        for i in _order(raw, None):
+            item: dict[str, Any] = {"index": i, "score": raw[i] if body.raw_scores else _sigmoid(raw[i])}
+            if body.return_text:
+                item["text"] = body.texts[i]
+            out.append(item)
+        return out
+
+    @app.get("/health", response_model=Health, summary="Liveness: the model is loaded", tags=["ops"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "model": settings.model_name, "version": __version__}
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        dependencies=dependencies,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format."}},
+        summary="Prometheus metrics: requests by endpoint and status, latency histogram",
+        tags=["ops"],
+    )
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def openapi() -> dict[str, Any]:
+        # The document limit is a setting of this server: it goes in the spec here.
+        if app.openapi_schema is None:
+            spec = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+            components = spec.get("components", {}).get("schemas", {})
+            for model, field in (("CohereRequest", "documents"), ("TeiRequest", "texts")):
+                prop = components.get(model, {}).get("properties", {}).get(field)
+                if isinstance(prop, dict):
+                    prop["maxItems"] = settings.max_documents
+                    prop["description"] += f" At most {settings.max_documents} (413 beyond)."
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
+    if settings.api_key is not None:
+        app.add_middleware(_ApiKey, key=settings.api_key)
+    app.add_middleware(_Instrument, metrics=metrics)
+    app.state.settings = settings
+    app.state.reranker = reranker
+    return app
