@@ -190,7 +190,13 @@ def serving(app: Any) -> Iterator[str]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    options: dict[str, Any] = {}
+    settings = getattr(getattr(app, "state", None), "settings", None)
+    if settings is not None:  # an xrerank app: the protocol `xrerank serve` runs it with
+        from xrerank_core.serve._protocol import http_protocol
+
+        options["http"] = http_protocol(settings.read_timeout_s)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -124,6 +124,12 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--max-documents", type=int, default=d.max_documents, help="most documents per request")
     p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="largest request body")
     p.add_argument("--timeout", type=float, default=d.timeout_s, help="seconds a request may take, waiting included")
+    p.add_argument(
+        "--read-timeout",
+        type=float,
+        default=d.read_timeout_s,
+        help="seconds a client has to send a request body (408 after) or a request head (closed after)",
+    )
     p.add_argument("--max-concurrency", type=int, default=d.max_concurrency, help="scoring jobs run at once")
     p.add_argument(
         "--max-batch-requests",
@@ -158,6 +164,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         max_documents=args.max_documents,
         max_body_bytes=args.max_body_bytes,
         timeout_s=args.timeout,
+        read_timeout_s=args.read_timeout,
         max_concurrency=args.max_concurrency,
         max_batch_requests=args.max_batch_requests,
         api_key=args.api_key or os.environ.get("XRERANK_API_KEY") or None,

@@ -56,10 +56,12 @@ def run_server(reranker: Reranker, settings: ServerSettings, *, host: str, port:
     app = create_app(reranker, settings)
     try:
         import uvicorn
+
+        from xrerank_core.serve._protocol import http_protocol
     except ImportError as exc:
         package = "uvicorn"
         raise missing_dependency(package, "serve", exc) from exc
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, http=http_protocol(settings.read_timeout_s))
 
 
 def ray_deployment(*args: Any, **kwargs: Any) -> Any:

@@ -153,6 +153,7 @@ _ERROR_TYPES = {
     401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
+    408: "read_timeout",
     413: "too_large",
     415: "unsupported_media_type",
     422: "validation",
@@ -175,9 +176,22 @@ def _sigmoid(x: float) -> float:
 
 
 def _describe_validation(exc: RequestValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        where = ".".join(str(x) for x in err.get("loc", ()) if x != "body") or "body"
+    parts: list[str] = []
+    for err in exc.errors():
+        loc = [x for x in err.get("loc", ()) if x != "body"]
+        # A document may be a string or an object: pydantic reports both failed choices, under tags
+        # like "function-after[...]" / "DocumentObject"; one message per document says it plainly.
+        choices = [i for i, x in enumerate(loc) if isinstance(x, str) and ("[" in x or x[:1].isupper())]
+        if choices:
+            where = ".".join(str(x) for x in loc[: choices[0]])
+            if err.get("type") == "value_error":  # a string, but not a valid one: say why
+                message = f"{where}: {str(err.get('msg', '')).removeprefix('Value error, ')}"
+            else:
+                message = f'{where}: must be a string or an object with a string "text"'
+            if not any(p.startswith(f"{where}: ") for p in parts):
+                parts.append(message)
+            continue
+        where = ".".join(str(x) for x in loc) or "body"
         if err.get("type") == "json_invalid":
             parts.append(f"the body is not valid JSON ({err.get('ctx', {}).get('error', err.get('msg'))})")
         elif err.get("type") == "string_pattern_mismatch":
@@ -186,16 +200,25 @@ def _describe_validation(exc: RequestValidationError) -> str:
             parts.append("the request has no JSON body; send Content-Type: application/json")
         else:
             parts.append(f"{where}: {err.get('msg')}")
-    more = len(exc.errors()) - 5
-    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+    more = len(parts) - 5
+    return "; ".join(parts[:5]) + (f"; and {more} more" if more > 0 else "")
+
+
+_CLOSE = {"Connection": "close"}
 
 
 class _BodyLimit:
-    """Answer 413 to a body larger than the limit, whether or not it declares its length."""
+    """Answer 413 to a body larger than the limit (declared or not), 408 to one that comes too slowly.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    The body must be whole within ``read_timeout_s`` of the request's start, however it trickles
+    in: a client that stalls or drips its body gets 408 and its connection is closed, instead of
+    holding the request open for ever.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout_s: float) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout_s = read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -206,20 +229,34 @@ class _BodyLimit:
             try:
                 too_big = int(declared) > self.max_bytes
             except ValueError:
-                await _error(400, "the Content-Length header is not a number")(scope, receive, send)
+                await _error(400, "the Content-Length header is not a number", _CLOSE)(scope, receive, send)
                 return
-            if too_big:
-                await _error(413, self._message())(scope, receive, send)
+            if too_big:  # answered before reading the body; the connection is closed, not drained
+                await _error(413, self._message(), _CLOSE)(scope, receive, send)
                 return
         received = 0
+        whole = False
+        deadline = time.monotonic() + self.read_timeout_s
 
         async def limited() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, whole
+            if whole:  # the body is in: what follows is the disconnect message, whenever it comes
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.0))
+            except TimeoutError:
+                msg = (
+                    f"the request body did not arrive within {self.read_timeout_s:g} s (--read-timeout); "
+                    "send the whole body at once"
+                )
+                raise HTTPException(408, msg, headers=_CLOSE) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise HTTPException(413, self._message())
+                    raise HTTPException(413, self._message(), headers=_CLOSE)
+                whole = not message.get("more_body", False)
+            else:
+                whole = True
             return message
 
         await self.app(scope, limited, send)
@@ -229,6 +266,26 @@ class _BodyLimit:
             f"the request body is larger than {self.max_bytes} bytes (--max-body-bytes); send fewer or "
             "shorter documents per request"
         )
+
+
+class _JsonOnly:
+    """Answer 415, naming the header to send, to a rerank request whose body is not declared JSON."""
+
+    _PATHS = frozenset({"/v1/rerank", "/rerank"})
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("method") == "POST" and scope.get("path") in self._PATHS:
+            given = dict(scope.get("headers") or []).get(b"content-type", b"").decode("latin-1")
+            media = given.split(";", 1)[0].strip().lower()
+            if media != "application/json" and not media.endswith("+json"):
+                what = f"Content-Type {given!r}" if given else "no Content-Type"
+                message = f"the request has {what}; send a JSON body with Content-Type: application/json"
+                await _error(415, message)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 _BEARER = HTTPBearer(auto_error=False, description="The server's API key (xrerank serve --api-key).")
@@ -367,7 +424,7 @@ class _Scoring:
             try:
                 results = await loop.run_in_executor(executor, self._score_jobs, [(j.query, j.texts) for j in live])
             except Exception as exc:  # a failure that is not the input's: every request in the batch gets it
-                results = [exc] * len(live)
+                results = [_logged(exc)] * len(live)
             for job, result in zip(live, results, strict=True):
                 if job.future.done():
                     continue
@@ -390,16 +447,16 @@ class _Scoring:
         try:
             for i, scores in zip(valid, self.reranker.score_many([items[i] for i in valid]), strict=True):
                 out[i] = scores
-        except XRerankError as exc:
+        except Exception as exc:  # a model failure: answered 500 to its request alone
             if len(valid) == 1:
-                out[valid[0]] = exc
+                out[valid[0]] = _logged(exc)
                 return out
-            # Something in one request broke the job (NaN scores...): one by one, so only it fails.
+            # Something in one request broke the job (NaN scores, a scorer error...): one by one, so only it fails.
             for i in valid:
                 try:
                     out[i] = self.reranker.score(*items[i])
-                except XRerankError as exc:
-                    out[i] = exc
+                except Exception as exc:
+                    out[i] = _logged(exc)
         return out
 
     async def score(self, query: str, texts: list[str]) -> list[float]:
@@ -443,6 +500,25 @@ class _Scoring:
         )
 
 
+def _logged(exc: BaseException) -> BaseException:
+    """Log a scoring failure that is not the request's fault (with its traceback); return it as an XRerankError.
+
+    An :class:`InputError` is the request's (answered 422) and is returned as it is; any other
+    exception from the model is a :class:`ScoringError` (answered 500 with a JSON message).
+    """
+    if isinstance(exc, InputError):
+        return exc
+    logger.error("scoring failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
+    if isinstance(exc, XRerankError):
+        return exc
+    failed = ScoringError(
+        f"the model failed on this request ({type(exc).__name__}: {exc}); this is a server fault, not the "
+        "request's: retry, and tell the server's operator if it persists (the server log has the traceback)"
+    )
+    failed.__cause__ = exc
+    return failed
+
+
 def _order(scores: list[float], top_n: int | None) -> list[int]:
     order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
     return order if top_n is None else order[:top_n]
@@ -472,7 +548,9 @@ def build_app(reranker: Reranker, settings: ServerSettings, *, batch_scorer: Bat
 
     errors: dict[int | str, dict[str, Any]] = {
         400: {"model": ErrorBody, "description": "The body could not be read (not UTF-8, or a bad Content-Length)."},
+        408: {"model": ErrorBody, "description": "The body did not arrive within --read-timeout."},
         413: {"model": ErrorBody, "description": "Too many documents, or the body is too large."},
+        415: {"model": ErrorBody, "description": "The body is not declared JSON: send Content-Type: application/json."},
         422: {"model": ErrorBody, "description": "The body is not valid JSON or not a valid request."},
         500: {"model": ErrorBody, "description": "The model failed (e.g. NaN scores)."},
         503: {"model": ErrorBody, "description": "No scorer became free within the timeout; retry."},
@@ -488,6 +566,7 @@ def build_app(reranker: Reranker, settings: ServerSettings, *, batch_scorer: Bat
         version=__version__,
         summary="Cross-encoder reranking: Cohere / Jina compatible /v1/rerank and TEI compatible /rerank.",
         lifespan=lifespan,
+        redirect_slashes=False,  # "/rerank/" is a 404 that lists the endpoints, not a redirect a POST may not survive
     )
 
     @app.exception_handler(RequestValidationError)
@@ -495,10 +574,18 @@ def build_app(reranker: Reranker, settings: ServerSettings, *, batch_scorer: Bat
         return _error(422, _describe_validation(exc))
 
     @app.exception_handler(HTTPException)
-    async def on_http(_: Request, exc: HTTPException) -> JSONResponse:
+    async def on_http(request: Request, exc: HTTPException) -> JSONResponse:
         detail = str(exc.detail)
         if exc.status_code == 400 and detail == "There was an error parsing the body":
-            detail = "the body could not be parsed; send UTF-8 JSON with Content-Type: application/json"
+            detail = "the body could not be parsed (is it UTF-8?); send UTF-8 JSON with Content-Type: application/json"
+        elif exc.status_code == 404 and detail == "Not Found":
+            detail = (
+                f"there is nothing at {request.url.path}; the endpoints are POST /v1/rerank, POST /rerank, "
+                "GET /health, GET /metrics, GET /openapi.json"
+            )
+        elif exc.status_code == 405 and detail == "Method Not Allowed":
+            allowed = (exc.headers or {}).get("Allow", "another method")
+            detail = f"{request.method} is not allowed on {request.url.path}; use {allowed}"
         return _error(exc.status_code, detail, headers=dict(exc.headers or {}))
 
     @app.exception_handler(InputError)
@@ -507,12 +594,22 @@ def build_app(reranker: Reranker, settings: ServerSettings, *, batch_scorer: Bat
 
     @app.exception_handler(ScoringError)
     async def on_scoring(_: Request, exc: ScoringError) -> JSONResponse:
-        logger.error("scoring failed: %s", exc)
         return _error(500, str(exc))
 
     @app.exception_handler(XRerankError)
     async def on_xrerank(_: Request, exc: XRerankError) -> JSONResponse:
         return _error(422 if isinstance(exc, ConfigError) else 500, str(exc))
+
+    @app.exception_handler(Exception)
+    async def on_fault(_: Request, exc: Exception) -> JSONResponse:
+        # A fault of the server or its model, never of the request: JSON like every other answer.
+        # (The traceback is in the server's log: scoring failures are logged where they happen,
+        # anything else by uvicorn.)
+        message = (
+            f"the server failed while answering ({type(exc).__name__}); this is not the request's fault: "
+            "retry, and tell the server's operator if it persists (the server log has the traceback)"
+        )
+        return _error(500, message)
 
     def check_count(n: int, what: str) -> None:
         if n > settings.max_documents:
@@ -597,7 +694,8 @@ def build_app(reranker: Reranker, settings: ServerSettings, *, batch_scorer: Bat
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
-    app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(_JsonOnly)
+    app.add_middleware(_BodyLimit, max_bytes=settings.max_body_bytes, read_timeout_s=settings.read_timeout_s)
     if settings.api_key is not None:
         app.add_middleware(_ApiKey, key=settings.api_key)
     app.add_middleware(_Instrument, metrics=metrics)

@@ -23,6 +23,10 @@ class ServerSettings:
             requests that arrive meanwhile wait, in arrival order.
         max_batch_requests: Most waiting requests one job scores together (their pairs share
             length-sorted forward passes); 1 scores each request on its own.
+        read_timeout_s: Seconds a client has to send a request: its body, counted from the
+            request's start (slower: 408, and the connection is closed), and a request head on
+            an open connection (none complete in time, while nothing is being answered: the
+            connection is closed without an answer).
         api_key: When set, every request except ``/health`` must carry
             ``Authorization: Bearer <api_key>``.
     """
@@ -33,6 +37,7 @@ class ServerSettings:
     timeout_s: float = 30.0
     max_concurrency: int = 1
     max_batch_requests: int = 16
+    read_timeout_s: float = 30.0
     api_key: str | None = None
 
     def __post_init__(self) -> None:
@@ -42,9 +47,11 @@ class ServerSettings:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 msg = f"{name} must be a positive integer, got {value!r}"
                 raise ConfigError(msg)
-        if isinstance(self.timeout_s, bool) or not isinstance(self.timeout_s, int | float) or not self.timeout_s > 0:
-            msg = f"timeout_s must be a positive number of seconds, got {self.timeout_s!r}"
-            raise ConfigError(msg)
+        for name in ("timeout_s", "read_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 or value == float("inf"):
+                msg = f"{name} must be a positive number of seconds, got {value!r}"
+                raise ConfigError(msg)
         if self.api_key is not None and (not isinstance(self.api_key, str) or not self.api_key.strip()):
             msg = "api_key must be a non-empty string, or None for no key"
             raise ConfigError(msg)
