@@ -53,3 +53,29 @@ def test_the_server_keeps_its_spec(tiny_bert: str, mode: GenerationMode, api_key
         assert statuses
         if mode is GenerationMode.POSITIVE:
             assert 200 in statuses
+
+
+@pytest.mark.parametrize("query", ["\x1d\x1d", " \t", "\xa0", "\x85", "\ufeff", "a"])
+def test_the_spec_and_the_server_agree_on_blank_queries(tiny_bert: str, query: str) -> None:
+    """The spec's query pattern accepts exactly what the engine ranks (a fuzz run once found U+001D)."""
+    import re
+
+    import httpx
+
+    with serving(create_app(Reranker(tiny_bert), ServerSettings(model_name="tiny-bert"))) as url:
+        spec = httpx.get(url + "/openapi.json").json()
+        pattern = spec["components"]["schemas"]["CohereRequest"]["properties"]["query"]["pattern"]
+        answer = httpx.post(url + "/v1/rerank", json={"query": query, "documents": ["x"]})
+    assert (re.search(pattern, query) is not None) == bool(query.strip())
+    # the request model (pydantic's own regex engine) draws the same line as the engine
+    from pydantic import ValidationError
+
+    from xrerank_core.serve._app import CohereRequest
+
+    try:
+        CohereRequest(query=query, documents=["x"])
+        valid = True
+    except ValidationError:
+        valid = False
+    assert valid == bool(query.strip())
+    assert answer.status_code == (200 if query.strip() else 422), answer.text

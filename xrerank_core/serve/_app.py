@@ -69,6 +69,11 @@ Text = Annotated[StrictStr, AfterValidator(_encodable)]
 PositiveWholeNumber = Annotated[int, Field(ge=1), BeforeValidator(_whole_number)]
 
 
+# A character that is not whitespace in Python's sense (``str.isspace``, what the engine's empty-query
+# check uses): Unicode White_Space (``\s`` in pydantic's regex engine) plus the separators U+001C-U+001F.
+_NOT_BLANK = r"[^\s\x1c-\x1f]"
+
+
 class DocumentObject(BaseModel):
     """A document given as an object (Cohere v1 / Jina style)."""
 
@@ -82,7 +87,7 @@ class CohereRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    query: Text = Field(description="The search query (not empty).", pattern=r"\S")
+    query: Text = Field(description="The search query (not empty).", pattern=_NOT_BLANK)
     documents: list[Text | DocumentObject] = Field(description="The documents: strings or {'text': ...} objects.")
     top_n: PositiveWholeNumber | None = Field(
         default=None, description="Return at most this many results (default: all)."
@@ -116,7 +121,7 @@ class TeiRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    query: Text = Field(description="The search query (not empty).", pattern=r"\S")
+    query: Text = Field(description="The search query (not empty).", pattern=_NOT_BLANK)
     texts: list[Text] = Field(description="The documents.")
     raw_scores: StrictBool = Field(default=False, description="Raw logits instead of probabilities in [0, 1].")
     return_text: StrictBool = Field(default=False, description="Include each text in its result.")
