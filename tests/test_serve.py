@@ -426,7 +426,7 @@ def test_requests_that_wait_together_are_scored_together() -> None:
     by_status = sorted(r.status_code for r in responses)
     assert by_status == [200, 200, 200, 200, 200, 422]  # the bad query fails alone
     bad = next(r for r in responses if r.status_code == 422)
-    assert "query is empty" in bad.json()["error"]
+    assert "is empty (or only whitespace)" in bad.json()["error"]
     for r in responses:
         if r.status_code == 200:
             got = {x["index"]: x["relevance_score"] for x in r.json()["results"]}
