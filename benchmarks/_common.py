@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -61,3 +62,42 @@ def machine() -> str:
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
+
+
+@dataclass
+class Query:
+    """One benchmark query with its first-stage candidates (ids and texts, first-stage order)."""
+
+    qid: str
+    text: str
+    docids: list[str]
+    texts: list[str]
+
+
+Data = tuple[list[Query], dict[str, dict[str, int]], str, int]
+"""(queries, qrels, first-stage label, judged queries in the dataset)."""
+
+
+def ndcg10(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]], trec_dl: bool) -> float:
+    """nDCG@10 with the project's metrics (graded TREC DL: relevant from grade 2)."""
+    from xrerank_core.eval import evaluate_run
+
+    return float(evaluate_run(qrels, run, ["ndcg@10"], rel_threshold=2 if trec_dl else 1).mean["ndcg@10"])
+
+
+def load_average(values: tuple[float, float, float]) -> str:
+    """``os.getloadavg()`` as ``1.2/3.4/5.6``."""
+    return "/".join(f"{v:.1f}" for v in values)
+
+
+def write_section(out: Path, text: str, start: str, end: str) -> None:
+    """Put ``text`` between the ``start`` and ``end`` markers of ``out`` (appended when they are missing)."""
+    section = f"{start}\n{text.rstrip()}\n{end}\n"
+    old = out.read_text(encoding="utf-8") if out.exists() else "# Benchmark results\n"
+    if start in old and end in old:
+        head, rest = old.split(start, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
+        new = head + section + ("\n" + tail if tail else "")
+    else:
+        new = old.rstrip("\n") + "\n\n" + section
+    out.write_text(new, encoding="utf-8")

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import ROOT, SHARED_DATA, machine, minilm_cross_encoder
+from _common import ROOT, SHARED_DATA, Data, Query, load_average, machine, minilm_cross_encoder, ndcg10, write_section
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -57,14 +57,6 @@ def _same(texts: list[str]) -> list[str]:
 
 
 @dataclass
-class Query:
-    qid: str
-    text: str
-    docids: list[str]
-    texts: list[str]
-
-
-@dataclass
 class Result:
     name: str
     note: str
@@ -73,9 +65,6 @@ class Result:
 
 
 # --------------------------------------------------------------------------- data
-
-
-Data = tuple[list[Query], dict[str, dict[str, int]], str, int]
 
 
 def dl19(n_queries: int | None, k: int) -> Data:
@@ -305,12 +294,6 @@ def bench(systems: list[System], queries: list[Query]) -> list[Result]:
     return results
 
 
-def ndcg10(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]], trec_dl: bool) -> float:
-    from xrerank_core.eval import evaluate_run
-
-    return evaluate_run(qrels, run, ["ndcg@10"], rel_threshold=2 if trec_dl else 1).mean["ndcg@10"]
-
-
 def table(
     results: list[Result], queries: list[Query], qrels: dict[str, dict[str, int]], trec_dl: bool, first: str
 ) -> list[str]:
@@ -348,22 +331,6 @@ def table(
             f"| {base_total / total:.2f} | {note} |"
         )
     return lines
-
-
-def _load(values: tuple[float, float, float]) -> str:
-    return "/".join(f"{v:.1f}" for v in values)
-
-
-def write_section(out: Path, text: str) -> None:
-    section = f"{SECTION_START}\n{text.rstrip()}\n{SECTION_END}\n"
-    old = out.read_text(encoding="utf-8") if out.exists() else "# Benchmark results\n"
-    if SECTION_START in old and SECTION_END in old:
-        head, rest = old.split(SECTION_START, 1)
-        tail = rest.split(SECTION_END, 1)[1].lstrip("\n")
-        new = head + section + ("\n" + tail if tail else "")
-    else:
-        new = old.rstrip("\n") + "\n\n" + section
-    out.write_text(new, encoding="utf-8")
 
 
 def main() -> None:
@@ -452,12 +419,13 @@ def main() -> None:
     load_end = os.getloadavg()
     out.append(
         f"Whole run, loading included: {(time.perf_counter() - wall) / 60:.1f} min. Load average (1/5/15 min) "
-        f"at the start {_load(load_start)}, at the end {_load(load_end)}: above {os.cpu_count()} means other "
+        f"at the start {load_average(load_start)}, at the end {load_average(load_end)}: "
+        f"above {os.cpu_count()} means other "
         "processes shared the CPU, which slows every system alike (they are interleaved) but adds noise."
     )
     text = "\n".join(out)
     print(text)
-    write_section(args.out, text)
+    write_section(args.out, text, SECTION_START, SECTION_END)
     print(f"written to {args.out}", file=sys.stderr)
 
 

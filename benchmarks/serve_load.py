@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from _common import ROOT, dl19_bm25_top100, machine
+from _common import ROOT, dl19_bm25_top100, machine, write_section
 
 SECTION_START = "<!-- serve_load.py:start -->"
 SECTION_END = "<!-- serve_load.py:end -->"
@@ -221,18 +221,6 @@ def ray_runs(args: argparse.Namespace, work: list[tuple[str, list[str]]]) -> lis
     return runs
 
 
-def write_section(out: Path, text: str) -> None:
-    section = f"{SECTION_START}\n{text.rstrip()}\n{SECTION_END}\n"
-    old = out.read_text(encoding="utf-8") if out.exists() else "# Benchmark results\n"
-    if SECTION_START in old and SECTION_END in old:
-        head, rest = old.split(SECTION_START, 1)
-        tail = rest.split(SECTION_END, 1)[1].lstrip("\n")
-        new = head + section + ("\n" + tail if tail else "")
-    else:
-        new = old.rstrip("\n") + "\n\n" + section
-    out.write_text(new, encoding="utf-8")
-
-
 def uptime() -> str:
     try:
         return subprocess.run(["uptime"], capture_output=True, text=True, check=True).stdout.strip()
@@ -321,7 +309,7 @@ def main() -> None:
     ]
     text = "\n".join(out)
     print(text)
-    write_section(args.out, text)
+    write_section(args.out, text, SECTION_START, SECTION_END)
     print(f"written to {args.out}", file=sys.stderr)
 
 

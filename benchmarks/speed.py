@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import ROOT, SHARED_DATA, machine
+from _common import ROOT, SHARED_DATA, Data, Query, load_average, machine, ndcg10, write_section
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -50,22 +50,11 @@ Run = Callable[[str, list[str]], list[float]]  # query, texts -> a score per tex
 
 
 @dataclass
-class Query:
-    qid: str
-    text: str
-    docids: list[str]
-    texts: list[str]
-
-
-@dataclass
 class Result:
     name: str
     note: str
     scores: dict[str, list[float]] = field(default_factory=dict)
     seconds: list[float] = field(default_factory=list)
-
-
-Data = tuple[list[Query], dict[str, dict[str, int]], str, int]
 
 
 def dl19(n: int | None) -> Data:
@@ -98,12 +87,6 @@ def scifact(n: int | None, chroma_dir: Path) -> Data:
         "dense top-100 (packaged all-MiniLM-L6-v2, Chroma cosine)",
         len(judged),
     )
-
-
-def ndcg10(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]], trec_dl: bool) -> float:
-    from xrerank_core.eval import evaluate_run
-
-    return float(evaluate_run(qrels, run, ["ndcg@10"], rel_threshold=2 if trec_dl else 1).mean["ndcg@10"])
 
 
 def to_run(queries: list[Query], scores: dict[str, list[float]]) -> dict[str, dict[str, float]]:
@@ -330,22 +313,6 @@ def plot(rows: list[dict[str, float]], full_p95: float, full_ndcg: float, first_
     plt.close(fig)
 
 
-def _load(values: tuple[float, float, float]) -> str:
-    return "/".join(f"{v:.1f}" for v in values)
-
-
-def write_section(out: Path, text: str, start: str = SECTION_START, end: str = SECTION_END) -> None:
-    section = f"{start}\n{text.rstrip()}\n{end}\n"
-    old = out.read_text(encoding="utf-8") if out.exists() else "# Benchmark results\n"
-    if start in old and end in old:
-        head, rest = old.split(start, 1)
-        tail = rest.split(end, 1)[1].lstrip("\n")
-        new = head + section + ("\n" + tail if tail else "")
-    else:
-        new = old.rstrip("\n") + "\n\n" + section
-    out.write_text(new, encoding="utf-8")
-
-
 def budget_only(args: argparse.Namespace, header: list[str], systems: list[tuple[str, str, Run]], int8: Any) -> None:
     queries, qrels, first, n_judged = dl19(args.dl19_queries)
     chosen = [s for s in systems if s[0].endswith(('"onnx"', '"onnx-int8"'))]
@@ -369,7 +336,7 @@ def budget_only(args: argparse.Namespace, header: list[str], systems: list[tuple
         "",
         f"![latency budget curve]({args.plot.name})",
         "",
-        f"- load average at the end: {_load(os.getloadavg())}",
+        f"- load average at the end: {load_average(os.getloadavg())}",
     ]
     plot(rows, float(np.percentile(np.asarray(full.seconds) * 1000, 95)), full_ndcg, first_ndcg, args.plot)
     text = "\n".join(lines)
@@ -427,7 +394,7 @@ def main() -> None:
     lines = [
         "## Speed: backends, latency budget, cache, memory",
         "",
-        f"- date: {started:%Y-%m-%d %H:%M} UTC; load average (1/5/15 min) at the start: {_load(load_before)} "
+        f"- date: {started:%Y-%m-%d %H:%M} UTC; load average (1/5/15 min) at the start: {load_average(load_before)} "
         "on 2 cores (a training job and other engineers' jobs shared the machine: absolute figures are lower "
         "than on an idle machine; the ratios inside one table are what count)",
         f"- machine: {machine()}, onnxruntime {onnxruntime.__version__}; torch threads {torch.get_num_threads()}, "
@@ -455,7 +422,7 @@ def main() -> None:
         "",
     ]
     int8_full = next(r for r in results if r.name.endswith('"onnx-int8"'))
-    write_section(args.out, "\n".join([*lines, "(run in progress)"]))
+    write_section(args.out, "\n".join([*lines, "(run in progress)"]), SECTION_START, SECTION_END)
     curve, rows, first_ndcg, full_ndcg = budget_curve(int8, queries, qrels, int8_full)
     lines += [
         "### Latency budget (`rerank(..., budget_ms=...)`), DL19, backend `onnx-int8`",
@@ -482,7 +449,7 @@ def main() -> None:
     if args.scifact_queries:
         print("SciFact ...", file=sys.stderr, flush=True)
         sq, sqrels, sfirst, s_judged = scifact(args.scifact_queries, args.chroma_dir)
-        write_section(args.out, "\n".join([*lines, "(run in progress)"]))
+        write_section(args.out, "\n".join([*lines, "(run in progress)"]), SECTION_START, SECTION_END)
         # The cascade is left out here to bound the run time (its cost is the int8 row plus float32 on k candidates).
         sresults = bench([s for s in systems if "cascade" not in s[0]], sq)
         lines += [
@@ -522,12 +489,12 @@ def main() -> None:
         "",
     ]
     lines.append(
-        f"- load average at the end: {_load(os.getloadavg())}; "
+        f"- load average at the end: {load_average(os.getloadavg())}; "
         f"run time {(dt.datetime.now(dt.UTC) - started).total_seconds() / 60:.0f} min"
     )
     text = "\n".join(lines)
     print(text)
-    write_section(args.out, text)
+    write_section(args.out, text, SECTION_START, SECTION_END)
 
 
 if __name__ == "__main__":
