@@ -49,15 +49,18 @@ class _HeadDeadline:
             timer.cancel()
             self._head_timer = None
 
-
-class _GuardedH11(_HeadDeadline, H11Protocol):
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    # Placed before a uvicorn protocol in the bases, so these wrap its own connection hooks.
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
         self._arm_head_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_deadline()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
+
+
+class _GuardedH11(_HeadDeadline, H11Protocol):
+    pass
 
 
 def http_protocol(read_timeout_s: float) -> type[asyncio.Protocol]:
@@ -71,13 +74,7 @@ def http_protocol(read_timeout_s: float) -> type[asyncio.Protocol]:
     else:
 
         class _GuardedHttpTools(_HeadDeadline, HttpToolsProtocol):
-            def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-                super().connection_made(transport)
-                self._arm_head_deadline()
-
-            def connection_lost(self, exc: Exception | None) -> None:
-                self._disarm_head_deadline()
-                super().connection_lost(exc)
+            pass
 
         base = _GuardedHttpTools
     return type(base.__name__, (base,), {"read_timeout_s": float(read_timeout_s)})
