@@ -10,7 +10,7 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from xrerank_core import InputTypeError, Ranked, Reranker
-from xrerank_core._config import validate_threshold, validate_top_n
+from xrerank_core._config import validate_budget, validate_threshold, validate_top_n
 from xrerank_core._engine import shared_reranker
 from xrerank_core._text import with_metadata
 
@@ -47,8 +47,14 @@ class XRerankCompressor(BaseDocumentCompressor):
     score_threshold: float | None = None
     """Drop documents whose score is below this (applied before the cut to ``top_n``)."""
 
+    budget_ms: float | None = None
+    """A latency budget per call, in milliseconds (see :meth:`xrerank_core.Reranker.rerank`):
+    the cross-encoder scores as many of the first documents as fit, and the rest follow them
+    in input order with ``None`` under ``score_key``. ``None``: score all."""
+
     score_key: str = "relevance_score"
-    """Metadata key that receives the reranker's score (a Python float)."""
+    """Metadata key that receives the reranker's score (a Python float; ``None`` for a
+    document left unscored by ``budget_ms``)."""
 
     rank_key: str | None = None
     """If set, metadata key that receives the document's 1-based position in the input
@@ -73,6 +79,11 @@ class XRerankCompressor(BaseDocumentCompressor):
     @classmethod
     def _check_threshold(cls, value: float | None) -> float | None:
         return validate_threshold(value)
+
+    @field_validator("budget_ms")
+    @classmethod
+    def _check_budget(cls, value: float | None) -> float | None:
+        return validate_budget(value)
 
     @model_validator(mode="after")
     def _load(self) -> XRerankCompressor:
@@ -105,7 +116,8 @@ class XRerankCompressor(BaseDocumentCompressor):
         out = []
         for r in ranked:
             doc = documents[r.index]
-            metadata = {**doc.metadata, self.score_key: r.score}
+            # A document a budget left unscored gets None, not -inf: JSON (tracing, serving) can't carry -inf.
+            metadata = {**doc.metadata, self.score_key: r.score if r.scored else None}
             if self.rank_key is not None:
                 metadata[self.rank_key] = r.index + 1
             out.append(doc.model_copy(update={"metadata": metadata}))
@@ -120,7 +132,7 @@ class XRerankCompressor(BaseDocumentCompressor):
         """Rerank ``documents`` for ``query``; return the best ``top_n`` as new documents."""
         docs = list(documents)
         ranked = self._reranker.rerank(
-            query, self._texts(docs), self.top_n, self.score_threshold, self._first_stage(docs)
+            query, self._texts(docs), self.top_n, self.score_threshold, self._first_stage(docs), self.budget_ms
         )
         return self._to_documents(docs, ranked)
 
@@ -133,6 +145,6 @@ class XRerankCompressor(BaseDocumentCompressor):
         """Async :meth:`compress_documents`; scoring runs in a worker thread."""
         docs = list(documents)
         ranked = await self._reranker.arerank(
-            query, self._texts(docs), self.top_n, self.score_threshold, self._first_stage(docs)
+            query, self._texts(docs), self.top_n, self.score_threshold, self._first_stage(docs), self.budget_ms
         )
         return self._to_documents(docs, ranked)

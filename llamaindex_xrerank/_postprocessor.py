@@ -14,7 +14,7 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from xrerank_core import InputError, InputTypeError, Ranked, Reranker
-from xrerank_core._config import validate_threshold, validate_top_n
+from xrerank_core._config import validate_budget, validate_threshold, validate_top_n
 from xrerank_core._engine import shared_reranker
 
 __all__ = ["XRerankPostprocessor"]
@@ -53,6 +53,11 @@ class XRerankPostprocessor(BaseNodePostprocessor):
     score_threshold: float | None = None
     """Drop nodes whose score is below this (applied before the cut to ``top_n``)."""
 
+    budget_ms: float | None = None
+    """A latency budget per call, in milliseconds (see :meth:`xrerank_core.Reranker.rerank`):
+    the cross-encoder scores as many of the first nodes as fit, and the rest follow them in
+    input order with ``score=None``. ``None``: score all."""
+
     metadata_mode: MetadataMode = MetadataMode.NONE
     """Which metadata the model reads with the node's text (``NONE``: the text only)."""
 
@@ -73,6 +78,11 @@ class XRerankPostprocessor(BaseNodePostprocessor):
     @classmethod
     def _check_threshold(cls, value: float | None) -> float | None:
         return validate_threshold(value)
+
+    @field_validator("budget_ms")
+    @classmethod
+    def _check_budget(cls, value: float | None) -> float | None:
+        return validate_budget(value)
 
     @model_validator(mode="after")
     def _load(self) -> XRerankPostprocessor:
@@ -128,7 +138,8 @@ class XRerankPostprocessor(BaseNodePostprocessor):
                         "excluded_embed_metadata_keys": [*node.excluded_embed_metadata_keys, key],
                     }
                 )
-            out.append(NodeWithScore(node=node, score=r.score))
+            # A node a budget left unscored gets None, not -inf: JSON (tracing, serving) can't carry -inf.
+            out.append(NodeWithScore(node=node, score=r.score if r.scored else None))
         return out
 
     @contextmanager
@@ -162,7 +173,9 @@ class XRerankPostprocessor(BaseNodePostprocessor):
         nodes = list(nodes)
         texts = self._texts(nodes)
         with self._events(bundle, nodes) as result:
-            ranked = self._reranker.rerank(query, texts, self.top_n, self.score_threshold, self._first_stage(nodes))
+            ranked = self._reranker.rerank(
+                query, texts, self.top_n, self.score_threshold, self._first_stage(nodes), self.budget_ms
+            )
             result.extend(self._to_nodes(nodes, ranked))
         return result
 
@@ -177,7 +190,7 @@ class XRerankPostprocessor(BaseNodePostprocessor):
         texts = self._texts(nodes)
         with self._events(bundle, nodes) as result:
             ranked = await self._reranker.arerank(
-                query, texts, self.top_n, self.score_threshold, self._first_stage(nodes)
+                query, texts, self.top_n, self.score_threshold, self._first_stage(nodes), self.budget_ms
             )
             result.extend(self._to_nodes(nodes, ranked))
         return result

@@ -339,8 +339,80 @@ def test_cascade_rescores_the_cheap_scorers_best_k(tiny_bert: str) -> None:
     assert [r.index for r in rest] == sorted(set(range(len(DOCS))) - set(best3), key=lambda i: (-cheap_scores[i], i))
     assert all(r.score == -math.inf for r in rest)
     assert [r.model_score for r in rest] == pytest.approx([cheap_scores[r.index] for r in rest])
-    with pytest.raises(ConfigError, match="cascade"):
-        rr.rerank(QUERY, DOCS, budget_ms=100)
+    assert all(r.scored for r in out[:3]) and not any(r.scored for r in rest)
+    roomy = rr.rerank(QUERY, DOCS, budget_ms=60_000)  # a budget that fits: the same ranking
+    assert roomy.reranked == 3 and [r.index for r in roomy] == [r.index for r in out]
+    assert [r.score for r in roomy] == pytest.approx([r.score for r in out])
+
+
+def test_cascade_with_a_budget_scores_the_cheap_scorers_best_first(tiny_bert: str) -> None:
+    full = SlowScorer(seconds_per_token=0.01)  # ~150 ms per document: the expensive model
+    rr = Reranker(full, batch_size=2, cascade_top_k=12, cascade_model=tiny_bert, cascade_backend="torch")
+    docs = [f"passage {i} on the capital of france, {'and more ' * (i % 5)}" for i in range(30)]
+    whole = rr.rerank("capital france", docs)  # warms the cheap model, measures the full one
+    assert whole.reranked == 12 and len(whole) == len(docs)
+    out = rr.rerank("capital france", docs, budget_ms=1500)  # the cheap pass takes a small part of it
+    assert 0 < out.reranked < 12
+    cheap = Reranker(tiny_bert, backend="torch").score("capital france", docs)
+    best = sorted(range(len(docs)), key=lambda i: (-cheap[i], i))
+    scored, rest = out[: out.reranked], out[out.reranked :]
+    assert {r.index for r in scored} == set(best[: out.reranked])  # the cheap scorer's best, best first
+    assert [r.index for r in rest] == best[out.reranked :]  # then the cheap scorer's order
+    assert all(r.scored for r in scored) and not any(r.scored for r in rest)
+    assert [r.model_score for r in rest] == pytest.approx([cheap[r.index] for r in rest], abs=1e-5)
+
+
+# --------------------------------------------------------------------------- budget_ms in the adapters
+
+
+def _budget_reranker() -> tuple[Reranker, list[str]]:
+    rr = Reranker(SlowScorer(seconds_per_token=0.0005), batch_size=4)
+    docs = [f"document {i} about the capital of france and other things" for i in range(60)]
+    rr.score("capital france", docs[:8])
+    return rr, docs
+
+
+def test_langchain_compressor_takes_a_budget() -> None:
+    from langchain_core.documents import Document
+
+    from langchain_xrerank import XRerankCompressor
+
+    rr, texts = _budget_reranker()
+    docs = [Document(page_content=t, metadata={"n": i}) for i, t in enumerate(texts)]
+    out = XRerankCompressor(reranker=rr, top_n=None, budget_ms=150).compress_documents(docs, "capital france")
+    scores = [d.metadata["relevance_score"] for d in out]
+    k = sum(s is not None for s in scores)
+    assert 0 < k < len(docs) and len(out) == len(docs)
+    assert all(isinstance(s, float) for s in scores[:k]) and all(s is None for s in scores[k:])
+    assert sorted(d.metadata["n"] for d in out[:k]) == list(range(k))  # the first stage's best
+    assert [d.metadata["n"] for d in out[k:]] == list(range(k, len(docs)))  # then in input order
+    assert all("relevance_score" not in d.metadata for d in docs)  # the input is untouched
+    with pytest.raises(ValueError, match="budget_ms"):
+        XRerankCompressor(reranker=rr, budget_ms=0)
+
+
+def test_llamaindex_postprocessor_takes_a_budget() -> None:
+    import asyncio
+
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    from llamaindex_xrerank import XRerankPostprocessor
+
+    rr, texts = _budget_reranker()
+    nodes = [NodeWithScore(node=TextNode(text=t, id_=str(i)), score=1.0 - i / 100) for i, t in enumerate(texts)]
+    post = XRerankPostprocessor(reranker=rr, top_n=None, budget_ms=150)
+    for out in (
+        post.postprocess_nodes(nodes, query_str="capital france"),
+        asyncio.run(post.apostprocess_nodes(nodes, query_str="capital france")),
+    ):
+        k = sum(n.score is not None for n in out)
+        assert 0 < k < len(nodes) and len(out) == len(nodes)
+        assert all(n.score is None for n in out[k:])
+        assert sorted(int(n.node.node_id) for n in out[:k]) == list(range(k))
+        assert [int(n.node.node_id) for n in out[k:]] == list(range(k, len(nodes)))
+    assert all(n.score is not None for n in nodes)
+    with pytest.raises(ValueError, match="budget_ms"):
+        XRerankPostprocessor(reranker=rr, budget_ms=-1)
 
 
 def test_cascade_options_are_validated(fake: FakeScorer) -> None:

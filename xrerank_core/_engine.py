@@ -48,12 +48,15 @@ class Ranked:
             with ``normalize="sigmoid"``), or the fused score when fusion is on.
         text: The input text, unchanged.
         model_score: The cross-encoder's own score (equal to ``score`` without fusion).
+        scored: ``False`` for an input the cross-encoder left unscored: past a ``budget_ms``,
+            or outside a cascade's ``cascade_top_k`` (see :attr:`Ranking.reranked`).
     """
 
     index: int
     score: float
     text: str
     model_score: float = math.nan
+    scored: bool = True
 
     def __post_init__(self) -> None:
         if math.isnan(self.model_score):
@@ -72,6 +75,7 @@ class Ranking(list[Ranked]):
             order with score ``-inf`` (``0.0`` with ``normalize="sigmoid"``). With a cascade,
             the full model scored ``reranked`` of them; the others follow in the cheaper
             scorer's order, with score ``-inf`` and the cheaper scorer's score as ``model_score``.
+            Each :class:`Ranked` says whether it was scored (``scored``).
     """
 
     reranked: int
@@ -308,15 +312,16 @@ class Reranker:
                 scores as many of the first texts as it predicts will fit (from the
                 throughput it measured on earlier batches; the first call calibrates on a
                 few texts), and the rest follow them in input order. The result's
-                ``reranked`` says how many were scored. ``None``: score all.
+                ``reranked`` says how many were scored. With a cascade, the cheaper scorer
+                scores every text first and the full model then scores its best, best
+                first, as many of ``cascade_top_k`` as fit in the time left. ``None``: score all.
 
         Returns:
             A :class:`Ranking` (a list of :class:`Ranked`), best first; equal scores keep
             input order.
 
         Raises:
-            ConfigError: A bad ``top_n``, ``score_threshold`` or ``budget_ms``, or
-                ``budget_ms`` with a cascade.
+            ConfigError: A bad ``top_n``, ``score_threshold`` or ``budget_ms``.
         """
         start = time.perf_counter()
         top_n = validate_top_n(top_n)
@@ -327,13 +332,10 @@ class Reranker:
         docs = _check_texts(texts)
         if not docs:
             return Ranking([], 0)
+        deadline = None if budget is None else start + budget / 1000.0
         if self._cascade is not None:
-            if budget is not None:
-                msg = "budget_ms cannot be combined with a cascade (cascade_top_k); use one or the other"
-                raise ConfigError(msg)
-            scored, model, rest, rest_model = self._cascade_scores(query, docs)
+            scored, model, rest, rest_model = self._cascade_scores(query, docs, deadline)
         else:
-            deadline = None if budget is None else start + budget / 1000.0
             raw, k = self._score_raw(query, docs, deadline)
             scored, model = list(range(k)), self._normalized(raw)
             rest = list(range(k, len(docs)))
@@ -343,17 +345,22 @@ class Reranker:
         order = sorted(range(len(scored)), key=lambda j: (-fused[j], scored[j]))
         ranked = [Ranked(scored[j], fused[j], docs[scored[j]], model[j]) for j in order]
         unscored = self._normalized([-math.inf])[0]
-        ranked += [Ranked(i, unscored, docs[i], m) for i, m in zip(rest, rest_model, strict=True)]
+        ranked += [Ranked(i, unscored, docs[i], m, scored=False) for i, m in zip(rest, rest_model, strict=True)]
         if threshold is not None:
             ranked = [r for r in ranked if r.score >= threshold]
         return Ranking(ranked if top_n is None else ranked[:top_n], len(scored))
 
-    def _cascade_scores(self, query: str, docs: list[str]) -> tuple[list[int], list[float], list[int], list[float]]:
+    def _cascade_scores(
+        self, query: str, docs: list[str], deadline: float | None = None
+    ) -> tuple[list[int], list[float], list[int], list[float]]:
         """Cheap scores for all, full scores for the cheap scorer's best k.
 
+        With a ``deadline`` the cheap pass scores everything, then the full model scores the
+        cheap scorer's best, best first, as many of the ``k`` as fit before it.
+
         Returns:
-            The input positions the full model scored (in input order), their scores, the
-            other positions in the cheaper scorer's order, and the cheaper scorer's scores for them.
+            The input positions the full model scored, their scores, the other positions in
+            the cheaper scorer's order, and the cheaper scorer's scores for them.
         """
         cheap = self._cascade
         top_k = self.config.cascade_top_k
@@ -363,10 +370,11 @@ class Reranker:
         cheap_raw, _ = cheap._score_raw(query, docs)
         cheap_scores = cheap._normalized(cheap_raw)
         best = sorted(range(len(docs)), key=lambda i: (-cheap_raw[i], i))
-        top = sorted(best[:top_k])
-        full_raw, _ = self._score_raw(query, [docs[i] for i in top])
-        rest = best[top_k:]
-        return top, self._normalized(full_raw), rest, [cheap_scores[i] for i in rest]
+        top = best[:top_k] if deadline is not None else sorted(best[:top_k])
+        full_raw, k = self._score_raw(query, [docs[i] for i in top], deadline)
+        done = set(top[:k])
+        rest = [i for i in best if i not in done]
+        return top[:k], self._normalized(full_raw), rest, [cheap_scores[i] for i in rest]
 
     def score_many(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
         """Score several queries' documents in one job: their pairs share length-sorted batches.
