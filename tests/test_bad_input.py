@@ -397,6 +397,36 @@ def test_nan_or_inf_from_model(target: Any, broken_model: str) -> None:
         target.rank(rr, "dog", target.inputs(["dog", "poison dog", "cat"]), 1, None)
 
 
+class _FailingScorer(FakeScorer):
+    def score_pairs(self, pairs: Any) -> list[float]:
+        msg = "CUDA out of memory. Tried to allocate 2.00 GiB"
+        raise RuntimeError(msg)
+
+
+def test_backend_failure(target: Any, tiny_bert: str) -> None:
+    texts = ["Paris is the capital.", "Berlin."]
+    with pytest.raises(ScoringError, match=r"_FailingScorer backend failed on a batch of 2 pairs") as info:
+        target.rank(Reranker(_FailingScorer()), "capital", target.inputs(texts), None, None)
+    assert "RuntimeError: CUDA out of memory" in str(info.value) and "lower batch_size" in str(info.value)
+    assert isinstance(info.value.__cause__, RuntimeError)
+    # The real torch backend, failing inside the model's forward pass (a hook raising torch's own OOM).
+    import torch
+
+    rr = Reranker(tiny_bert, backend="torch", device="cpu")
+
+    def oom(*_: Any) -> None:
+        msg = "CUDA out of memory (injected)"
+        raise torch.cuda.OutOfMemoryError(msg)
+
+    handle = rr.scorer._model[0].register_forward_pre_hook(oom)  # type: ignore[attr-defined]
+    try:
+        with pytest.raises(ScoringError, match=r"TorchScorer backend failed.*OutOfMemoryError.*lower batch_size"):
+            target.rank(rr, "capital", target.inputs(texts), None, None)
+    finally:
+        handle.remove()
+    assert len(target.rank(rr, "capital", target.inputs(texts), None, None)) == 2  # usable again afterwards
+
+
 def test_non_finite_first_stage_score(target: Any) -> None:
     texts = ["dog", "cat", "dog cat"]
     bad = [float("nan"), float("-inf"), 1.0]

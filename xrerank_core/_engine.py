@@ -275,7 +275,8 @@ class Reranker:
 
         Raises:
             InputError: An empty query; :class:`InputTypeError` for a non-string.
-            ScoringError: The model produced NaN or infinite scores.
+            ScoringError: The model produced NaN or infinite scores, or the backend failed
+                (the backend's own exception is its ``__cause__``).
         """
         query = _check_query(query)
         docs = _check_texts(texts)
@@ -390,7 +391,8 @@ class Reranker:
 
         Raises:
             InputError: An empty query; :class:`InputTypeError` for a non-string.
-            ScoringError: The model produced NaN or infinite scores.
+            ScoringError: The model produced NaN or infinite scores, or the backend failed
+                (the backend's own exception is its ``__cause__``).
         """
         checked = [(_check_query(q), _check_texts(t)) for q, t in requests]
         raw = self._score_raw_many([(q, t) for q, t in checked if t])
@@ -572,6 +574,22 @@ class Reranker:
             done += 1
         return done
 
+    def _run_scorer(self, batch: list[tuple[str, str]]) -> list[float]:
+        """The scorer's scores for one batch; a backend's own exception becomes a :class:`ScoringError`."""
+        try:
+            return self.scorer.score_pairs(batch)
+        except XRerankError:
+            raise
+        except Exception as exc:  # torch, onnxruntime, a user's Scorer: each raises its own types
+            hint = ""
+            if "out of memory" in str(exc).lower():
+                hint = "; lower batch_size or max_batch_tokens, or max_length"
+            msg = (
+                f"the {type(self.scorer).__name__} backend failed on a batch of {len(batch)} pairs "
+                f"({type(exc).__name__}: {exc}){hint}"
+            )
+            raise ScoringError(msg) from exc
+
     def _score_windows(self, pairs: _Pairs, todo: list[int], deadline: float | None = None) -> None:
         """Score the pairs ``todo`` (longest first, in batches), timing each batch; fill ``pairs.scores``.
 
@@ -591,7 +609,7 @@ class Reranker:
             if deadline is not None and started + padded * rate > deadline:
                 logger.debug("budget_ms: %d pairs left unscored; the measured throughput fell", len(batch))
                 break
-            scores = self.scorer.score_pairs([pairs.texts[p] for p in batch])
+            scores = self._run_scorer([pairs.texts[p] for p in batch])
             self._throughput.record(time.perf_counter() - started, padded)
             if len(scores) != len(batch):
                 msg = f"the scorer returned {len(scores)} scores for {len(batch)} pairs"
