@@ -4,8 +4,9 @@ One process, one model folder, the same candidates for every system:
 
 * the seed's recipe, the baseline: ``CrossEncoder(path).predict(pairs, batch_size=32)``,
   torch float32;
-* xrerank with each backend: ``torch``, ``onnx`` (float32), ``onnx-int8``, and a cascade
-  (``onnx-int8`` on all candidates, ``onnx`` float32 on its best ``--cascade-k``).
+* xrerank with each backend: ``torch`` (unless ``--no-torch-row``), ``onnx`` (float32),
+  ``onnx-int8``, and one cascade per ``--cascade K[:L]`` (``onnx-int8`` on all candidates,
+  reading only their first L tokens when L is given; ``onnx`` float32 on its best K).
 
 Systems are interleaved per query (the order rotates), one untimed warm-up call each;
 time is the reranking call only. Then, with the fastest backend: ``budget_ms`` (p95 latency
@@ -14,7 +15,7 @@ score cache on, and the peak RSS of one 100-candidate rerank in a fresh process 
 backend. Writes its section of ``--out`` (between markers) and ``benchmarks/speed.png``.
 
     .venv/bin/python benchmarks/speed.py [--dl19-queries N] [--scifact-queries N]
-        [--chroma-dir DIR] [--out benchmarks/RESULTS.md]
+        [--cascade K[:L] ...] [--no-torch-row] [--chroma-dir DIR] [--out benchmarks/RESULTS.md]
 """
 
 from __future__ import annotations
@@ -348,7 +349,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dl19-queries", type=int, default=None, help="first N judged DL19 queries (default: all 43)")
     parser.add_argument("--scifact-queries", type=int, default=20, help="first N judged SciFact test queries (0: skip)")
-    parser.add_argument("--cascade-k", type=int, default=30)
+    parser.add_argument(
+        "--cascade",
+        action="append",
+        metavar="K[:L]",
+        help="a cascade row: int8 on all (its first L tokens of each pair when given), float32 on the best K; "
+        "repeatable (default: one, 30)",
+    )
+    parser.add_argument("--no-torch-row", action="store_true", help="leave out xrerank's torch backend (time)")
     parser.add_argument(
         "--budget-only",
         action="store_true",
@@ -371,8 +379,12 @@ def main() -> None:
     load_before = os.getloadavg()
     max_length = Reranker(str(MODEL), backend="torch").max_length
     seed = seed_system(max_length)
-    xr = [
-        xrerank_system('xrerank, backend="torch"', '`Reranker(path, backend="torch").rerank`', backend="torch"),
+    xr = []
+    if not args.no_torch_row:
+        xr.append(
+            xrerank_system('xrerank, backend="torch"', '`Reranker(path, backend="torch").rerank`', backend="torch")
+        )
+    xr += [
         xrerank_system(
             'xrerank, backend="onnx"', "onnxruntime float32, fused graph (what `auto` picks on CPU)", backend="onnx"
         ),
@@ -381,22 +393,29 @@ def main() -> None:
             "onnxruntime, dynamic int8 (per-channel weights), fused graph",
             backend="onnx-int8",
         ),
-        xrerank_system(
-            f"xrerank, cascade (onnx-int8 → onnx on the best {args.cascade_k})",
-            f"`cascade_top_k={args.cascade_k}`: int8 scores all 100, float32 rescores its best {args.cascade_k}",
-            backend="onnx",
-            cascade_top_k=args.cascade_k,
-            cascade_backend="onnx-int8",
-        ),
     ]
+    for spec in args.cascade or ["30"]:
+        k, _, length = spec.partition(":")
+        short = int(length) if length else None
+        reads = f"the first {short} tokens of each pair" if short else "every pair"
+        xr.append(
+            xrerank_system(
+                f"xrerank, cascade (onnx-int8{f' on {short} tokens' if short else ''} → onnx on the best {k})",
+                f"`cascade_top_k={k}, cascade_max_length={short}`: int8 reads {reads} of all 100, "
+                f"float32 rescores its best {k}",
+                backend="onnx",
+                cascade_top_k=int(k),
+                cascade_backend="onnx-int8",
+                cascade_max_length=short,
+            )
+        )
     systems = [seed] + [(n, note, run) for n, note, run, _ in xr]
     int8 = next(rr for n, _, _, rr in xr if n.endswith('"onnx-int8"'))
     lines = [
         "## Speed: backends, latency budget, cache, memory",
         "",
         f"- date: {started:%Y-%m-%d %H:%M} UTC; load average (1/5/15 min) at the start: {load_average(load_before)} "
-        "on 2 cores (a training job and other engineers' jobs shared the machine: absolute figures are lower "
-        "than on an idle machine; the ratios inside one table are what count)",
+        "on 2 cores (the ratios inside one table are what count: other jobs on the machine move absolute figures)",
         f"- machine: {machine()}, onnxruntime {onnxruntime.__version__}; torch threads {torch.get_num_threads()}, "
         "onnxruntime intra-op threads = physical cores",
         f"- command (from the repo root): `{shlex.join(['.venv/bin/python', 'benchmarks/speed.py', *sys.argv[1:]])}`",
@@ -450,11 +469,10 @@ def main() -> None:
         print("SciFact ...", file=sys.stderr, flush=True)
         sq, sqrels, sfirst, s_judged = scifact(args.scifact_queries, args.chroma_dir)
         write_section(args.out, "\n".join([*lines, "(run in progress)"]), SECTION_START, SECTION_END)
-        # The cascade is left out here to bound the run time (its cost is the int8 row plus float32 on k candidates).
-        sresults = bench([s for s in systems if "cascade" not in s[0]], sq)
+        sresults = bench(systems, sq)
         lines += [
             f"### SciFact test: the first {len(sq)} of {s_judged} judged queries (a subset, to bound the run "
-            f"time), {sfirst}; the cascade left out (time)",
+            f"time), {sfirst}",
             "",
             *table(sresults, sq, sqrels, False, sfirst),
             "",

@@ -415,7 +415,24 @@ def test_llamaindex_postprocessor_takes_a_budget() -> None:
         XRerankPostprocessor(reranker=rr, budget_ms=-1)
 
 
+def test_cascade_max_length_reads_the_first_tokens_only(tiny_bert: str) -> None:
+    docs = [f"{d} " + "filler words follow here " * 40 for d in DOCS]  # long: several windows each
+    rr = Reranker(tiny_bert, backend="torch", cascade_top_k=3, cascade_backend="torch", cascade_max_length=24)
+    cheap = rr._cascade
+    assert cheap is not None and cheap.max_length == 24 and cheap.long_documents == "truncate"
+    short = Reranker(tiny_bert, backend="torch", max_length=24, long_documents="truncate").score(QUERY, docs)
+    out = rr.rerank(QUERY, docs)
+    best3 = sorted(range(len(docs)), key=lambda i: (-short[i], i))[:3]
+    assert out.reranked == 3 and {r.index for r in out[:3]} == set(best3)
+    assert [r.model_score for r in out[3:]] == pytest.approx([short[r.index] for r in out[3:]], abs=1e-5)
+    full = Reranker(tiny_bert, backend="torch").score(QUERY, docs)  # the full model: every window (MaxP)
+    assert [r.score for r in out[:3]] == pytest.approx([full[r.index] for r in out[:3]], abs=1e-5)
+
+
 def test_cascade_options_are_validated(fake: FakeScorer) -> None:
+    for bad in (8, 0, 2.5, True):
+        with pytest.raises(ConfigError, match="cascade_max_length"):
+            RerankerConfig(cascade_max_length=bad)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="cascade_top_k"):
         RerankerConfig(cascade_top_k=0)
     with pytest.raises(ConfigError, match="cascade_backend"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -121,3 +122,18 @@ def test_training_on_a_beir_folder_keeps_a_dev_split_and_chooses_fusion(tmp_path
     weight, table = select_fusion(str(tmp_path / "out"), config)
     assert weight == result.fusion_weight
     assert table[weight] == pytest.approx(result.dev_fused, abs=1e-4)
+    assert recorded["candidates"] == 10 and list(recorded["dev_ndcg@10_by_candidates"]) == ["10"]
+    # a deeper cut tried as well: each depth scored alone and fused, the best fused depth recorded
+    deeper = dataclasses.replace(config, dev_depths=(14,))
+    weight, table = select_fusion(str(tmp_path / "out"), deeper)
+    recorded = json.loads((tmp_path / "out" / "xrerank.json").read_text())
+    by_depth = recorded["dev_ndcg@10_by_candidates"]
+    assert list(by_depth) == ["10", "14"]
+    assert by_depth["10"]["alone"] == pytest.approx(result.dev_final, abs=1e-4)
+    assert by_depth["10"]["fused"] == pytest.approx(result.dev_fused, abs=1e-4)
+    best = max(by_depth, key=lambda d: (by_depth[d]["fused"], -int(d)))
+    assert recorded["candidates"] == int(best)
+    assert recorded["fusion_weight"] == weight == by_depth[best]["fusion_weight"]
+    assert table[weight] == pytest.approx(by_depth[best]["fused"], abs=1e-4)
+    with pytest.raises(ConfigError, match="dev_depths"):
+        dataclasses.replace(config, dev_depths=(500,))

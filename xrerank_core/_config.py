@@ -79,6 +79,9 @@ class RerankerConfig:
         cascade_backend: The cheaper scorer's backend (default ``"onnx-int8"``).
         cascade_model: The cheaper scorer's model (e.g. one with fewer layers); ``None``
             uses this model.
+        cascade_max_length: Tokens the cheaper scorer reads of each (query, document)
+            pair: the first window only, cut there (no MaxP), so its pass costs about this
+            share of a full one. ``None`` (the default): the same windows as this model.
     """
 
     model: str = DEFAULT_MODEL
@@ -102,6 +105,7 @@ class RerankerConfig:
     cascade_top_k: int | None = None
     cascade_backend: str = "onnx-int8"
     cascade_model: str | None = None
+    cascade_max_length: int | None = None
 
     def __post_init__(self) -> None:
         """Validate every field; raise :class:`ConfigError` naming the bad one."""
@@ -152,9 +156,12 @@ class RerankerConfig:
         if cascade_model is not None and (not isinstance(cascade_model, str) or not cascade_model.strip()):
             msg = f"cascade_model must be None or a hub id, folder or short name, got {self.cascade_model!r}"
             raise ConfigError(msg)
-        if self.max_length is not None and self.max_length < 16:
-            msg = f"max_length must be at least 16 tokens, got {self.max_length}"
-            raise ConfigError(msg)
+        _positive_int("cascade_max_length", self.cascade_max_length, allow_none=True)
+        for name in ("max_length", "cascade_max_length"):
+            value = getattr(self, name)
+            if value is not None and value < 16:
+                msg = f"{name} must be at least 16 tokens, got {value}"
+                raise ConfigError(msg)
 
 
 def validate_top_n(top_n: object) -> int | None:

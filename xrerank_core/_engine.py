@@ -224,7 +224,7 @@ class Reranker:
             self._cascade = self._build_cascade(model)
 
     def _build_cascade(self, model: str | Scorer) -> Reranker:
-        """The cheaper scorer of the cascade, sharing this reranker's windowing settings."""
+        """The cheaper scorer of the cascade: this reranker's windows, or its first ``cascade_max_length`` tokens."""
         cheap_model = self.config.cascade_model
         if cheap_model is None:
             if not isinstance(model, str):
@@ -232,11 +232,14 @@ class Reranker:
                 raise ConfigError(msg)
             cheap_model = model
         c = self.config
+        short = c.cascade_max_length
         return Reranker(
             cheap_model,
-            config=replace(c, cascade_top_k=None, fusion="none", max_length=self.max_length),
+            config=replace(
+                c, cascade_top_k=None, cascade_max_length=None, fusion="none", max_length=short or self.max_length
+            ),
             backend=c.cascade_backend,
-            long_documents=self.long_documents,
+            long_documents="truncate" if short else self.long_documents,
         )
 
     @property

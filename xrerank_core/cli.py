@@ -68,6 +68,8 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default = None if required else f.default
         if kind is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=docs.get(f.name))
+        elif f.name == "dev_depths":
+            p.add_argument(flag, type=int, nargs="*", default=default, metavar="K", help=docs.get(f.name))
         elif f.name == "negative_ranks":
             p.add_argument(flag, type=int, nargs=2, default=default, metavar=("LO", "HI"), help=docs.get(f.name))
         else:
@@ -96,6 +98,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name != "extra"}
     values["negative_ranks"] = tuple(values["negative_ranks"])
+    values["dev_depths"] = tuple(values["dev_depths"])
     result = train(TrainConfig(**values))
     sys.stdout.write((result.output / "README.md").read_text(encoding="utf-8"))
     return 0

@@ -61,6 +61,11 @@ class TrainConfig:
         split: Which split of ``data`` to train on (``"train"``; never the test queries).
         dev_queries: Queries held out of training for model selection.
         dev_candidates: First-stage candidates reranked per dev query.
+        dev_depths: Deeper first-stage cuts also tried once training is done (e.g. ``(50,)``):
+            the model alone and fused are scored on dev at each depth and at
+            ``dev_candidates``, and the depth with the best fused dev nDCG@10 (ties: the
+            shallower) is recorded in ``xrerank.json`` as ``candidates``, the depth to rerank,
+            with its fusion weight. Empty (the default): ``dev_candidates`` only.
         hard_negatives: Mined negatives per (query, positive) group.
         negative_ranks: First-stage ranks (0-based, ``[lo, hi)``) negatives are drawn from;
             skipping the very top lowers the chance of unjudged relevant documents.
@@ -92,6 +97,7 @@ class TrainConfig:
     split: str = "train"
     dev_queries: int = 100
     dev_candidates: int = 20
+    dev_depths: tuple[int, ...] = ()
     hard_negatives: int = 3
     negative_ranks: tuple[int, int] = (3, 50)
     in_batch_negatives: int = 1
@@ -125,6 +131,10 @@ class TrainConfig:
         if self.dev_queries < 0 or self.in_batch_negatives < 0:
             msg = "dev_queries and in_batch_negatives must be >= 0"
             raise ConfigError(msg)
+        for depth in self.dev_depths:
+            if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= self.first_stage_k:
+                msg = f"dev_depths must be integers from 1 to first_stage_k ({self.first_stage_k}), got {depth!r}"
+                raise ConfigError(msg)
         lo, hi = self.negative_ranks
         if not 0 <= lo < hi:
             msg = f"negative_ranks must be (lo, hi) with 0 <= lo < hi, got {self.negative_ranks}"
@@ -369,26 +379,6 @@ def choose_fusion_weight(
     return best, table
 
 
-def _write_fusion(
-    folder: Path,
-    weight: float,
-    table: dict[float, float],
-    n_queries: int,
-    k: int,
-    long_documents: str,
-    alone_by_mode: Mapping[str, float],
-) -> None:
-    record = {
-        "fusion": "zscore",
-        "fusion_weight": weight,
-        "long_documents": long_documents,
-        "chosen_on": f"{n_queries} held-out training queries, top-{k} first-stage candidates, nDCG@10",
-        "dev_ndcg@10_alone_by_long_documents": {m: round(v, 4) for m, v in alone_by_mode.items()},
-        "dev_ndcg@10_by_weight": {f"{w:.2f}": round(v, 4) for w, v in table.items()},
-    }
-    (folder / "xrerank.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-
-
 def _engine_run(
     model_dir: str,
     device: str | None,
@@ -432,31 +422,69 @@ def select_fusion(model_dir: str, config: TrainConfig) -> tuple[float, dict[floa
         msg = "choosing a fusion weight needs a dataset with a corpus and dev_queries > 0"
         raise InputError(msg)
     queries = {q: ds.queries[q] for q in dev_q}
-    candidates = {q: c[: config.dev_candidates] for q, c in _first_stage(config, ds.corpus, queries).items()}
+    candidates = {q: c[: _deepest(config)] for q, c in _first_stage(config, ds.corpus, queries).items()}
     qrels = {q: ds.qrels[q] for q in dev_q}
     _, weight, table = _choose_and_record(model_dir, config, queries, candidates, qrels)
     return weight, table
+
+
+def _deepest(config: TrainConfig) -> int:
+    return max((config.dev_candidates, *config.dev_depths))
 
 
 def _choose_and_record(
     model_dir: str,
     config: TrainConfig,
     queries: Mapping[str, str],
-    candidates: Mapping[str, list[Candidate]],
+    pool: Mapping[str, list[Candidate]],
     qrels: Mapping[str, Mapping[str, int]],
 ) -> tuple[float, float, dict[float, float]]:
-    """Pick ``long_documents`` and the fusion weight on dev; write ``xrerank.json``.
+    """Pick ``long_documents``, the candidate depth and the fusion weight on dev; write ``xrerank.json``.
+
+    ``pool`` holds each dev query's first-stage candidates down to the deepest depth tried.
+    The mode is chosen at ``dev_candidates``; the deeper candidates are then scored in that
+    mode only, and each depth gets its own fusion weight.
 
     Returns:
-        The dev nDCG@10 of the model alone (chosen mode), the fusion weight, and the weight table.
+        The dev nDCG@10 of the model alone (chosen mode and depth), the fusion weight, and
+        the weight table at that depth.
     """
-    runs = {mode: _engine_run(model_dir, config.device, mode, queries, candidates) for mode in ("maxp", "truncate")}
+    shallow = {q: c[: config.dev_candidates] for q, c in pool.items()}
+    runs = {mode: _engine_run(model_dir, config.device, mode, queries, shallow) for mode in ("maxp", "truncate")}
     alone = {mode: float(evaluate_run(qrels, run, "ndcg@10").mean["ndcg@10"]) for mode, run in runs.items()}
     mode = max(alone, key=lambda m: (round(alone[m], 10), m == "truncate"))  # a tie goes to the cheaper mode
     logger.info("dev nDCG@10 of the model alone: %s; keeping long_documents=%r", alone, mode)
-    weight, table = choose_fusion_weight(runs[mode], candidates, qrels)
-    _write_fusion(Path(model_dir), weight, table, len(candidates), config.dev_candidates, mode, alone)
-    return alone[mode], weight, table
+    run = {q: dict(scores) for q, scores in runs[mode].items()}
+    deeper = {q: c[config.dev_candidates :] for q, c in pool.items()}
+    if any(deeper.values()):
+        for q, scores in _engine_run(model_dir, config.device, mode, queries, deeper).items():
+            run[q].update(scores)
+    by_depth: dict[int, tuple[float, float, dict[float, float]]] = {}
+    for depth in sorted({config.dev_candidates, *config.dev_depths}):
+        cut = {q: c[:depth] for q, c in pool.items()}
+        cut_run = {q: {c.docid: run[q][c.docid] for c in cands} for q, cands in cut.items()}
+        weight, table = choose_fusion_weight(cut_run, cut, qrels)
+        by_depth[depth] = (float(evaluate_run(qrels, cut_run, "ndcg@10").mean["ndcg@10"]), weight, table)
+        alone_at = by_depth[depth][0]
+        logger.info("dev, top-%d: alone %.4f, fused %.4f (weight %.2f)", depth, alone_at, table[weight], weight)
+    depth = max(by_depth, key=lambda d: (round(by_depth[d][2][by_depth[d][1]], 10), -d))
+    model_alone, weight, table = by_depth[depth]
+    record = {
+        "fusion": "zscore",
+        "fusion_weight": weight,
+        "long_documents": mode,
+        "candidates": depth,
+        "chosen_on": f"{len(pool)} held-out training queries, nDCG@10 (long_documents at top-{config.dev_candidates}; "
+        f"the weight at top-{depth})",
+        "dev_ndcg@10_alone_by_long_documents": {m: round(v, 4) for m, v in alone.items()},
+        "dev_ndcg@10_by_candidates": {
+            str(d): {"alone": round(a, 4), "fused": round(t[w], 4), "fusion_weight": w}
+            for d, (a, w, t) in by_depth.items()
+        },
+        "dev_ndcg@10_by_weight": {f"{w:.2f}": round(v, 4) for w, v in table.items()},
+    }
+    (Path(model_dir) / "xrerank.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return model_alone, weight, table
 
 
 # -- training ---------------------------------------------------------------------
@@ -508,6 +536,7 @@ def train(config: TrainConfig) -> TrainResult:
     data_path = Path(config.data)
     dev_q: list[str] = []
     dev_candidates: dict[str, list[Candidate]] = {}
+    dev_pool: dict[str, list[Candidate]] = {}
     qrels: dict[str, dict[str, int]] = {}
     queries: dict[str, str] = {}
     if data_path.suffix == ".jsonl" and data_path.is_file():
@@ -521,7 +550,8 @@ def train(config: TrainConfig) -> TrainResult:
         dev_q, train_q = _dev_split(config, ds, rng)
         groups, candidates = _groups_from_dataset(config, ds, train_q, rng)
         queries, qrels = ds.queries, {q: ds.qrels[q] for q in dev_q}
-        dev_candidates = {q: candidates.get(q, [])[: config.dev_candidates] for q in dev_q}
+        dev_pool = {q: candidates.get(q, [])[: _deepest(config)] for q in dev_q}
+        dev_candidates = {q: c[: config.dev_candidates] for q, c in dev_pool.items()}
     if not groups:
         msg = f"no training groups could be built from {config.data!r}"
         raise InputError(msg)
@@ -587,7 +617,7 @@ def train(config: TrainConfig) -> TrainResult:
     fusion_weight = dev_fused = dev_final = None
     if dev_q:
         # Scored through the engine, as users will score it (this also picks ``long_documents``).
-        dev_final, fusion_weight, table = _choose_and_record(str(output), config, queries, dev_candidates, qrels)
+        dev_final, fusion_weight, table = _choose_and_record(str(output), config, queries, dev_pool, qrels)
         dev_fused = table[fusion_weight]
     if not config.keep_checkpoints:
         shutil.rmtree(checkpoints, ignore_errors=True)
