@@ -289,3 +289,17 @@ def test_numpy_numbers_are_accepted_for_top_n_and_threshold(fake: FakeScorer) ->
         rr.rerank("dog cat", DOCS, top_n=np.int64(0))
     with pytest.raises(ConfigError, match="score_threshold"):
         rr.rerank("dog cat", DOCS, score_threshold=np.float64("nan"))
+
+
+@pytest.mark.parametrize("long_documents", ["maxp", "truncate"])
+def test_count_tokens_counts_what_the_model_reads(long_documents: str) -> None:
+    fake = FakeScorer(max_length=16)
+    rr = Reranker(fake, long_documents=long_documents, window_overlap=2, batch_size=1000)
+    texts = ["a b c", " ".join(f"w{i}" for i in range(40)), "a b c", ""]  # a duplicate, a long one, an empty one
+    counted = rr.count_tokens("q r", texts)
+    rr.score("q r", texts)
+    fed = sum(len(fake.token_offsets([q])[0]) + len(fake.token_offsets([d])[0]) + 3 for b in fake.batches for q, d in b)
+    assert counted == fed
+    assert (counted > 16 * 3) == (long_documents == "maxp")  # MaxP reads the long text's every window
+    with pytest.raises(InputError):
+        rr.count_tokens("", texts)

@@ -422,6 +422,24 @@ class Reranker:
         """Like :meth:`rerank`, in a worker thread so the event loop keeps running."""
         return await asyncio.to_thread(self.rerank, query, texts, top_n, score_threshold, first_stage_scores, budget_ms)
 
+    def count_tokens(self, query: str, texts: Sequence[str]) -> int | None:
+        """Tokens the model reads for one call with these inputs, padding aside, before any cache.
+
+        Counts what :meth:`score` feeds the model: the query cut to ``max_query_tokens``, each
+        distinct text split into windows (MaxP) or cut (``truncate``), and the special tokens of
+        every pair. ``None`` when the tokenizer cannot report offsets (no fast tokenizer).
+
+        Raises:
+            InputError: An empty query; :class:`InputTypeError` for a non-string.
+        """
+        query = _check_query(query)
+        docs = _check_texts(texts)
+        if self.scorer.token_offsets([query]) is None:
+            return None
+        _, query_tokens = self._prepare_query(query)
+        _, lengths, _ = self._windows(query_tokens, list(dict.fromkeys(docs)))
+        return sum(lengths) + len(lengths) * (query_tokens + self.scorer.num_special_tokens)
+
     # -- internals ----------------------------------------------------------------
 
     def _prepare_query(self, query: str) -> tuple[str, int]:

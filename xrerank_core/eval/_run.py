@@ -327,19 +327,6 @@ def _dense(
     return dense_candidates(collection, {q: dataset.queries[q] for q in qids}, k=candidates)
 
 
-def _count_tokens(reranker: Reranker, query: str, texts: Sequence[str]) -> int | None:
-    """Tokens the engine feeds the model for one call (no padding), or ``None``.
-
-    Uses the engine's own query cut and window split (``Reranker._prepare_query`` and
-    ``Reranker._windows``), so MaxP windows and deduplication are counted as scored.
-    """
-    if reranker.scorer.token_offsets([query]) is None:
-        return None
-    _, query_tokens = reranker._prepare_query(query)
-    _, lengths, _ = reranker._windows(query_tokens, list(dict.fromkeys(texts)))
-    return sum(lengths) + len(lengths) * (query_tokens + reranker.scorer.num_special_tokens)
-
-
 def _describe_reranker(reranker: Reranker) -> tuple[str, str, dict[str, Any]]:
     from xrerank_core._backends._torch import TorchScorer
 
@@ -395,7 +382,7 @@ def _rerank_all(
         latency[qid] = time.perf_counter() - started
         pairs += len(texts)
         if tokens is not None:
-            n = _count_tokens(reranker, query, texts)
+            n = reranker.count_tokens(query, texts)
             tokens = None if n is None else tokens + n
         ordered: dict[str, float] = {}
         by_model: dict[str, float] = {}
