@@ -67,10 +67,6 @@ def main() -> None:
         ]
     )
     alone_modes = record.get("dev_ndcg@10_alone_by_long_documents", {})
-    by_depth = record.get("dev_ndcg@10_by_candidates", {})
-    depths = "; ".join(f"top-{d}: {v['alone']:.4f} / {v['fused']:.4f}" for d, v in by_depth.items()) or "top-20 only"
-    fused_dev = record["dev_ndcg@10_by_weight"][f"{record['fusion_weight']:.2f}"]
-    best_w = max(record["dev_ndcg@10_by_weight"].items(), key=lambda kv: (kv[1], float(kv[0])))
     text = f"""---
 library_name: sentence-transformers
 pipeline_tag: text-ranking
@@ -95,26 +91,21 @@ machine (2 CPU cores, no GPU). No SciFact *test* claim was used, for training or
   corpus (each paper's title as the query, its own abstract as the positive); learning rate 7e-5
   (1e-3 for the new head). Dev nDCG@10: first stage {r1["dev_first_stage"]:.4f}, best {r1["dev_best"]:.4f}.
 - **stage 2** ({r2["seconds"] / 60:.1f} min, {r2["steps"]} steps, {c2["epochs"]:g} epochs, on a CPU
-  not otherwise idle): the train claims only ({r2["train_groups"]} groups), learning rate
-  {c2["learning_rate"]:g} for all weights, evaluated on dev every {c2["eval_steps"]} steps. The weak
-  groups were 86 % of stage 1's data; this stage puts the weight back on real claims. Dev nDCG@10 of
-  the best checkpoint (the one kept): {r2["dev_best"]:.4f}.
+  shared with other jobs): the train claims only ({r2["train_groups"]} groups), learning rate
+  {c2["learning_rate"]:g} for all weights. The weak groups were 86 % of stage 1's data; this stage
+  puts the weight back on real claims. Dev nDCG@10 of the best checkpoint: {r2["dev_best"]:.4f}.
 - **both stages**: 3 negatives per group sampled from ranks 3-50 of a dense first stage (the
   packaged all-MiniLM-L6-v2 over the corpus, in Chroma), judged positives excluded, plus 1 in-batch
   negative; softmax cross-entropy over each group (listwise; sentence-transformers
   `MultipleNegativesRankingLoss` on raw logits); pairs cut at 192 tokens; 16 groups per step; 10 %
   warm-up, linear decay; seed 42; the checkpoint with the best dev nDCG@10 (dense top-20 of the 100
-  held-out claims, pairs cut at 192 tokens) is kept.
+  held-out claims) is kept.
 - **long documents**, chosen on the dev split through the engine: dev nDCG@10 alone
   {", ".join(f"{m} {v:.4f}" for m, v in alone_modes.items())}; recorded:
   `long_documents="{record.get("long_documents", "maxp")}"` (what `Reranker` uses by default for this model).
-- **candidates to rerank**, chosen on the same dev split (dense top-k, nDCG@10 alone / fused):
-  {depths}; recorded: **top-{record.get("candidates", k)}**, the depth evaluated below.
 - **fusion weight**: z-score fusion with the first stage, this model's weight chosen on the same dev
-  split from 0, 0.05, ..., 1: **{record["fusion_weight"]}** (dev nDCG@10 {fused_dev:.4f}), the smallest
-  weight within one standard error of the best on dev ({best_w[0]}: {best_w[1]:.4f}), so the first
-  stage keeps the share a 100-query dev split cannot tell apart. Recorded in `xrerank.json`, used by
-  `Reranker(..., fusion="zscore")` unless you pass `fusion_weight`.
+  split from 0, 0.05, ..., 1: **{record["fusion_weight"]}** (dev nDCG@10 {r2["dev_fused"]:.4f}; recorded
+  in `xrerank.json`, used by `Reranker(..., fusion="zscore")` unless you pass `fusion_weight`).
 - saved in float16 (`--save-half`); on CPU xrerank loads the weights as float32.
 
 Rebuild (seeded; the two `xrerank train` commands are in `scripts/build_model.sh`):
@@ -150,7 +141,7 @@ p-values are from a paired t-test over queries; "better / worse" count queries.
   `cross-encoder/ms-marco-MiniLM-L-6-v2` or `BAAI/bge-reranker-v2-m3` where a hub or a local copy is
   available, or train your own with `xrerank train` on your data.
 - English only. Its tokenizer caps a (query, passage) pair at 192 tokens, the length it was trained with.
-- It is small and was trained for under two hours on a CPU: a pretrained ms-marco cross-encoder
+- It is small and was trained for about an hour on a CPU: a pretrained ms-marco cross-encoder
   would be a much stronger general reranker.
 """
     (CARD / "README.md").write_text(text, encoding="utf-8")

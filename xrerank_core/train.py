@@ -354,16 +354,7 @@ def choose_fusion_weight(
     qrels: Mapping[str, Mapping[str, int]],
     method: str = "zscore",
 ) -> tuple[float, dict[float, float]]:
-    """Pick the fusion weight on dev: the smallest within one standard error of the best.
-
-    Every weight of :data:`FUSION_GRID` is scored (dev nDCG@10). The best weight (ties: the
-    larger) is not taken as it is: among the weights whose mean falls short of the best by no
-    more than one standard error of their paired per-query difference from it, the smallest is
-    chosen, the one that keeps the most of the first stage. This is the "one standard error
-    rule" of model selection (Breiman et al., *Classification and Regression Trees*, 1984;
-    Hastie, Tibshirani and Friedman, *The Elements of Statistical Learning*, 2009, section 7.10):
-    where a small dev split cannot tell weights apart, the first stage, which does not depend on
-    the training domain, keeps its share.
+    """Pick the fusion weight with the best dev nDCG@10 (ties: the larger weight).
 
     Args:
         run: The cross-encoder's scores for the dev candidates.
@@ -372,28 +363,20 @@ def choose_fusion_weight(
         method: ``"zscore"`` or ``"rrf"``.
 
     Returns:
-        The chosen weight and the mean dev nDCG@10 of every weight tried.
+        The chosen weight and the nDCG@10 of every weight tried.
     """
     from xrerank_core._fusion import fuse
 
-    per_query: dict[float, dict[str, float]] = {}
+    table: dict[float, float] = {}
     for w in FUSION_GRID:
         fused: dict[str, dict[str, float]] = {}
         for qid, cands in candidates.items():
             model = [run[qid][c.docid] for c in cands]
             scores = fuse(model, [c.score for c in cands], method, w)  # type: ignore[arg-type]
             fused[qid] = {c.docid: s for c, s in zip(cands, scores, strict=True)}
-        per_query[w] = {q: v["ndcg@10"] for q, v in evaluate_run(qrels, fused, "ndcg@10").per_query.items()}
-    table = {w: math.fsum(v.values()) / len(v) if v else 0.0 for w, v in per_query.items()}
+        table[w] = float(evaluate_run(qrels, fused, "ndcg@10").mean["ndcg@10"])
     best = max(table, key=lambda w: (round(table[w], 10), w))
-    for w in FUSION_GRID:  # ascending: the first weight within one standard error of the best
-        diffs = [per_query[best][q] - per_query[w][q] for q in per_query[best]]
-        n = len(diffs)
-        mean = math.fsum(diffs) / n if n else 0.0
-        se = math.sqrt(math.fsum((d - mean) ** 2 for d in diffs) / (n - 1) / n) if n > 1 else 0.0
-        if round(mean, 10) <= se:
-            return w, table
-    return best, table  # pragma: no cover - the best weight itself is always within
+    return best, table
 
 
 def _engine_run(
@@ -498,7 +481,6 @@ def _choose_and_record(
             str(d): {"alone": round(a, 4), "fused": round(t[w], 4), "fusion_weight": w}
             for d, (a, w, t) in by_depth.items()
         },
-        "fusion_weight_rule": "the smallest weight within one standard error (paired, per query) of the best",
         "dev_ndcg@10_by_weight": {f"{w:.2f}": round(v, 4) for w, v in table.items()},
     }
     (Path(model_dir) / "xrerank.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
