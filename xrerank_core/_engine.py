@@ -464,12 +464,19 @@ class Reranker:
         lengths: list[int] = []
         per_doc: list[list[int]] = []
         truncate = self.long_documents == "truncate"
+        # Truncating, a scorer that cuts pairs itself gets a few tokens more than fit and cuts at
+        # the exact token (as CrossEncoder.predict does); the slack would otherwise drop them.
+        exact = truncate and bool(getattr(self.scorer, "truncates_pairs", False))
+        fits = max(self.max_length - self.scorer.num_special_tokens - query_tokens, 1)
+        cut = budget + 2 * _WINDOW_SLACK if exact else budget
         n_split = 0
         for d, doc in enumerate(docs):
             if all_offsets is None:
                 pieces = [(doc, len(doc) // 4)]
             else:
-                pieces = split_windows(doc, all_offsets[d], budget, self.config.window_overlap, truncate=truncate)
+                pieces = split_windows(doc, all_offsets[d], cut, self.config.window_overlap, truncate=truncate)
+                if exact:
+                    pieces = [(text, min(n, fits)) for text, n in pieces]
                 n_split += len(all_offsets[d]) > budget
             ids = []
             for text, n_tokens in pieces:

@@ -17,6 +17,11 @@ class Scorer(Protocol):
         max_length: The most tokens the model accepts for one (query, document) pair,
             special tokens included.
         num_special_tokens: Tokens the model adds around a pair (``[CLS] q [SEP] d [SEP]``: 3).
+
+    An optional attribute ``truncates_pairs = True`` says that :meth:`score_pairs` cuts a pair
+    longer than ``max_length`` itself (the tokenizer's ``longest_first``, as sentence-transformers
+    does). With ``long_documents="truncate"`` the engine then hands it a little more text than
+    fits and lets it cut at the exact token, so scores match ``CrossEncoder.predict``.
     """
 
     name: str

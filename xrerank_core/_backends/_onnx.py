@@ -495,6 +495,7 @@ class OnnxScorer:
         self.path = path
         self.max_length = int(meta["max_length"])
         self.num_special_tokens = int(meta["num_special_tokens"])
+        self.truncates_pairs = True  # its tokenizer cuts a pair at max_length (longest_first)
         self.num_labels = int(meta["num_labels"])
         self._input_names = [str(n) for n in meta["input_names"]]
         # int8 on CPU runs fastest with small batches (its matrices stay in cache); float32 with larger ones.

@@ -224,6 +224,7 @@ class TorchScorer:
             raise ModelLoadError(msg)
         self.max_length = _model_limit(self._model)
         self.num_special_tokens = int(tokenizer.num_special_tokens_to_add(pair=True))
+        self.truncates_pairs = True  # its tokenizer cuts a pair at max_length (longest_first)
         self._offsets_tokenizer = self._make_offsets_tokenizer(tokenizer)
         self._lock = threading.Lock()
 
