@@ -24,7 +24,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from langchain_xrerank import XRerankCompressor
 from llamaindex_xrerank import XRerankPostprocessor
-from xrerank_core import Ranked, Reranker
+from xrerank_core import Ranked, Reranker, ScoringError
 
 WATCHDOG_S = 240.0
 QUERIES = [
@@ -178,8 +178,8 @@ def test_a_failing_call_does_not_disturb_the_others() -> None:
     def call(i: int) -> list[Ranked] | str:
         try:
             return rr.rerank("dog cat", bad if i % 4 == 0 else good)
-        except RuntimeError as exc:
-            return str(exc)
+        except ScoringError as exc:  # the backend's own error, chained
+            return str(exc.__cause__)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(call, range(200), timeout=WATCHDOG_S))

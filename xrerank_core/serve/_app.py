@@ -514,11 +514,14 @@ def _logged(exc: BaseException) -> BaseException:
     if isinstance(exc, InputError):
         return exc
     logger.error("scoring failed: %s: %s", type(exc).__name__, exc, exc_info=exc)
-    if isinstance(exc, XRerankError):
+    # The engine wraps a backend's own exception in a ScoringError; name that one to the client.
+    cause = exc.__cause__ if isinstance(exc, ScoringError) else None
+    if isinstance(exc, XRerankError) and (cause is None or isinstance(cause, XRerankError)):
         return exc
+    original = cause if isinstance(cause, BaseException) else exc
     failed = ScoringError(
-        f"the model failed on this request ({type(exc).__name__}: {exc}); this is a server fault, not the "
-        "request's: retry, and tell the server's operator if it persists (the server log has the traceback)"
+        f"the model failed on this request ({type(original).__name__}: {original}); this is a server fault, not "
+        "the request's: retry, and tell the server's operator if it persists (the server log has the traceback)"
     )
     failed.__cause__ = exc
     return failed
