@@ -245,7 +245,7 @@ def build_systems(path: str) -> tuple[list[System], int]:
         System("xrerank", "`Reranker.rerank`; long documents split into windows (MaxP)", xrerank_run(rr)),
         System(
             'xrerank, long_documents="truncate"',
-            "same scorer; first window only, which ends a few tokens (window slack) before the others' cut",
+            "same scorer; the pair cut at max_length, where CrossEncoder.predict cuts it",
             xrerank_run(truncate),
         ),
     ]
