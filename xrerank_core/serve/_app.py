@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,7 +23,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from xrerank_core._engine import Reranker
+from xrerank_core._engine import Reranker, _sigmoid
 from xrerank_core._exceptions import ConfigError, InputError, ScoringError, XRerankError
 from xrerank_core._version import __version__
 from xrerank_core.serve._settings import ServerSettings
@@ -171,13 +170,6 @@ _ERROR_TYPES = {
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     body = {"error": message, "error_type": _ERROR_TYPES.get(status, "error")}
     return JSONResponse(body, status_code=status, headers=headers)
-
-
-def _sigmoid(x: float) -> float:
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
 
 
 def _describe_validation(exc: RequestValidationError) -> str:
