@@ -374,7 +374,7 @@ class Reranker:
         cheap_raw, _ = cheap._score_raw(query, docs)
         cheap_scores = cheap._normalized(cheap_raw)
         best = sorted(range(len(docs)), key=lambda i: (-cheap_raw[i], i))
-        top = best[:top_k] if deadline is not None else sorted(best[:top_k])
+        top = best[:top_k]  # best first: under a deadline the most promising are scored first
         full_raw, k = self._score_raw(query, [docs[i] for i in top], deadline)
         done = set(top[:k])
         rest = [i for i in best if i not in done]
