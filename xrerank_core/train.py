@@ -30,7 +30,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xrerank_core._exceptions import ConfigError, InputError, missing_dependency
 from xrerank_core.eval import (
@@ -44,6 +44,9 @@ from xrerank_core.eval import (
     read_trec_run,
     run_from_candidates,
 )
+
+if TYPE_CHECKING:
+    from xrerank_core._engine import Reranker
 
 __all__ = ["TrainConfig", "TrainResult", "choose_fusion_weight", "select_fusion", "train"]
 
@@ -380,16 +383,9 @@ def choose_fusion_weight(
 
 
 def _engine_run(
-    model_dir: str,
-    device: str | None,
-    long_documents: str,
-    queries: Mapping[str, str],
-    candidates: Mapping[str, list[Candidate]],
+    reranker: Reranker, queries: Mapping[str, str], candidates: Mapping[str, list[Candidate]]
 ) -> dict[str, dict[str, float]]:
-    """Score the dev candidates as :class:`~xrerank_core.Reranker` will (raw logits, that long-document mode)."""
-    from xrerank_core._engine import Reranker
-
-    reranker = Reranker(model_dir, device=device or "auto", long_documents=long_documents, show_progress=False)
+    """Score the dev candidates as :class:`~xrerank_core.Reranker` will (raw logits, its long-document mode)."""
     run: dict[str, dict[str, float]] = {}
     for qid, cands in candidates.items():
         scores = reranker.score(queries[qid], [c.text for c in cands])
@@ -450,14 +446,20 @@ def _choose_and_record(
         the weight table at that depth.
     """
     shallow = {q: c[: config.dev_candidates] for q, c in pool.items()}
-    runs = {mode: _engine_run(model_dir, config.device, mode, queries, shallow) for mode in ("maxp", "truncate")}
+    from xrerank_core._engine import Reranker
+
+    rerankers = {
+        mode: Reranker(model_dir, device=config.device or "auto", long_documents=mode, show_progress=False)
+        for mode in ("maxp", "truncate")
+    }
+    runs = {mode: _engine_run(rr, queries, shallow) for mode, rr in rerankers.items()}
     alone = {mode: float(evaluate_run(qrels, run, "ndcg@10").mean["ndcg@10"]) for mode, run in runs.items()}
     mode = max(alone, key=lambda m: (round(alone[m], 10), m == "truncate"))  # a tie goes to the cheaper mode
     logger.info("dev nDCG@10 of the model alone: %s; keeping long_documents=%r", alone, mode)
     run = {q: dict(scores) for q, scores in runs[mode].items()}
     deeper = {q: c[config.dev_candidates :] for q, c in pool.items()}
     if any(deeper.values()):
-        for q, scores in _engine_run(model_dir, config.device, mode, queries, deeper).items():
+        for q, scores in _engine_run(rerankers[mode], queries, deeper).items():
             run[q].update(scores)
     by_depth: dict[int, tuple[float, float, dict[float, float]]] = {}
     for depth in sorted({config.dev_candidates, *config.dev_depths}):
