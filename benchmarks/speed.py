@@ -6,7 +6,8 @@ One process, one model folder, the same candidates for every system:
   torch float32;
 * xrerank with each backend: ``torch`` (unless ``--no-torch-row``), ``onnx`` (float32),
   ``onnx-int8``, and one cascade per ``--cascade K[:L]`` (``onnx-int8`` on all candidates,
-  reading only their first L tokens when L is given; ``onnx`` float32 on its best K).
+  reading only their first L tokens when L is given; ``onnx`` float32, or the backend
+  named after ``/``, on its best K).
 
 Systems are interleaved per query (the order rotates), one untimed warm-up call each;
 time is the reranking call only. Then, with the fastest backend: ``budget_ms`` (p95 latency
@@ -15,7 +16,7 @@ score cache on, and the peak RSS of one 100-candidate rerank in a fresh process 
 backend. Writes its section of ``--out`` (between markers) and ``benchmarks/speed.png``.
 
     .venv/bin/python benchmarks/speed.py [--dl19-queries N] [--scifact-queries N]
-        [--cascade K[:L] ...] [--no-torch-row] [--chroma-dir DIR] [--out benchmarks/RESULTS.md]
+        [--cascade K[:L][/BACKEND] ...] [--no-torch-row] [--chroma-dir DIR] [--out benchmarks/RESULTS.md]
 """
 
 from __future__ import annotations
@@ -352,9 +353,9 @@ def main() -> None:
     parser.add_argument(
         "--cascade",
         action="append",
-        metavar="K[:L]",
-        help="a cascade row: int8 on all (its first L tokens of each pair when given), float32 on the best K; "
-        "repeatable (default: one, 30)",
+        metavar="K[:L][/BACKEND]",
+        help="a cascade row: int8 on all (its first L tokens of each pair when given), then BACKEND (default onnx, "
+        "float32) on the best K; repeatable (default: one, 30)",
     )
     parser.add_argument("--no-torch-row", action="store_true", help="leave out xrerank's torch backend (time)")
     parser.add_argument(
@@ -395,15 +396,18 @@ def main() -> None:
         ),
     ]
     for spec in args.cascade or ["30"]:
+        spec, _, full = spec.partition("/")
+        full = full or "onnx"
         k, _, length = spec.partition(":")
         short = int(length) if length else None
         reads = f"the first {short} tokens of each pair" if short else "every pair"
+        precision = "int8" if full.endswith("int8") else "float32"
         xr.append(
             xrerank_system(
-                f"xrerank, cascade (onnx-int8{f' on {short} tokens' if short else ''} → onnx on the best {k})",
-                f"`cascade_top_k={k}, cascade_max_length={short}`: int8 reads {reads} of all 100, "
-                f"float32 rescores its best {k}",
-                backend="onnx",
+                f"xrerank, cascade (onnx-int8{f' on {short} tokens' if short else ''} → {full} on the best {k})",
+                f"`cascade_top_k={k}, cascade_max_length={short}`{f', backend={full!r}' if full != 'onnx' else ''}: "
+                f"int8 reads {reads} of all 100, {precision} rescores its best {k}",
+                backend=full,
                 cascade_top_k=int(k),
                 cascade_backend="onnx-int8",
                 cascade_max_length=short,

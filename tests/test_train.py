@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from xrerank_core import ConfigError, InputError, Reranker
-from xrerank_core.train import TrainConfig, select_fusion, train
+from xrerank_core.eval import read_trec_run
+from xrerank_core.train import TrainConfig, select_fusion, split_sentences, train
 
 FRUIT = ["apple", "banana", "cherry", "grape", "lemon", "mango", "orange", "peach", "pear", "plum"]
 
@@ -137,3 +138,82 @@ def test_training_on_a_beir_folder_keeps_a_dev_split_and_chooses_fusion(tmp_path
     assert table[weight] == pytest.approx(by_depth[best]["fused"], abs=1e-4)
     with pytest.raises(ConfigError, match="dev_depths"):
         dataclasses.replace(config, dev_depths=(500,))
+
+
+def test_split_sentences() -> None:
+    text = "Vitamin D was measured in 3.5 million adults. It fell in winter! Did it matter? (Yes.) e.g. not here"
+    assert split_sentences(text) == [
+        "Vitamin D was measured in 3.5 million adults.",
+        "It fell in winter!",
+        "Did it matter?",
+        "(Yes.) e.g. not here",
+    ]
+
+
+def _prose_folder(folder: Path) -> Path:
+    """A BEIR folder whose documents have several sentences (for inverse-cloze groups)."""
+    (folder / "qrels").mkdir(parents=True)
+    docs = {
+        f"d{i}": (
+            f"{w.title()} orchards {i}",
+            f"Growers harvest the {w} crop in late summer each year. The {w} trees need well drained soil to grow. "
+            f"Short. Yields of {w} rose by {i} percent in the last decade.",
+        )
+        for i, w in enumerate(FRUIT * 2)
+    }
+    (folder / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": d, "title": t, "text": x}) + "\n" for d, (t, x) in docs.items())
+    )
+    queries = {f"q{i}": f"when is the {w} harvest" for i, w in enumerate(FRUIT)}
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in queries.items()))
+    qrels = ["query-id\tcorpus-id\tscore"] + [f"q{i}\td{i}\t1" for i in range(len(FRUIT))]
+    (folder / "qrels" / "train.tsv").write_text("\n".join(qrels) + "\n")
+    return folder
+
+
+def test_weak_sentences_and_a_saved_run_train_the_same_groups_elsewhere(tmp_path: Path, tiny_bert: str) -> None:
+    folder = _prose_folder(tmp_path / "orchards")
+    mined = tmp_path / "mined.run.gz"
+    config = TrainConfig(
+        base=tiny_bert,
+        data=str(folder),
+        output=str(tmp_path / "out"),
+        chroma_dir=str(tmp_path / "chroma"),
+        weak_supervision=True,
+        weak_sentences=2,
+        save_run=str(mined),
+        mine_only=True,
+        dev_queries=2,
+        dev_candidates=5,
+        negative_ranks=(1, 12),
+        hard_negatives=2,
+        max_length=48,
+        device="cpu",
+    )
+    result = train(config)
+    assert result.steps == 0 and not (tmp_path / "out" / "model.safetensors").exists()
+    run = read_trec_run(mined)
+    sentence_qids = sorted(q for q in run if q.startswith("sentence:"))
+    # 20 documents, 3 usable sentences each ("Short." has too few words): 2 picked per document
+    assert len(sentence_qids) == 40 and all(q.split(":")[2] in {"0", "1", "3"} for q in sentence_qids)
+    assert sum(q.startswith("title:") for q in run) == 20 and {f"q{i}" for i in range(10)} <= set(run)
+    assert all(len(hits) == 12 for hits in run.values())  # top max(negative_ranks[1], dev depth)
+    # claims 8 (2 held out for dev) + titles 20 + sentences 40
+    assert result.train_groups == 8 + 20 + 40
+    # Training elsewhere from the saved run (no Chroma) builds the same groups.
+    trained = train(
+        dataclasses.replace(
+            config,
+            chroma_dir=None,
+            run_file=str(mined),
+            save_run=None,
+            mine_only=False,
+            max_steps=2,
+            batch_size=4,
+            eval_steps=2,
+        )
+    )
+    assert trained.train_groups == result.train_groups and trained.steps == 2
+    assert Reranker(str(tmp_path / "out"), device="cpu").score("harvest", ["apple crop"])
+    with pytest.raises(ConfigError, match="mine_only needs save_run"):
+        dataclasses.replace(config, save_run=None)

@@ -49,7 +49,8 @@ class RerankerConfig:
             ``"float32"``, ``"float16"`` or ``"bfloat16"``.
         max_length: Tokens per (query, document) pair. ``None`` uses the model's own
             limit (at most 512); a larger value is capped at the model's limit.
-        batch_size: Pairs per forward pass.
+        batch_size: Most pairs per forward pass. ``None`` (the default): the backend's
+            choice, 32 on CPU and 128 with torch on CUDA, where larger batches fill the device.
         max_batch_tokens: Optional cap on the tokens in one forward pass, so memory stays
             flat whatever the document lengths; ``None`` caps by ``batch_size`` only.
         normalize: ``"none"`` returns the model's raw logit; ``"sigmoid"`` maps it to (0, 1).
@@ -89,7 +90,7 @@ class RerankerConfig:
     device: str = "auto"
     dtype: str = "auto"
     max_length: int | None = None
-    batch_size: int = 32
+    batch_size: int | None = None
     max_batch_tokens: int | None = None
     normalize: Normalize = "none"
     long_documents: LongDocuments = "auto"
@@ -121,7 +122,7 @@ class RerankerConfig:
         if self.dtype not in _DTYPES:
             msg = f"dtype must be one of {', '.join(_DTYPES)}; got {self.dtype!r}"
             raise ConfigError(msg)
-        _positive_int("batch_size", self.batch_size)
+        _positive_int("batch_size", self.batch_size, allow_none=True)
         _positive_int("max_length", self.max_length, allow_none=True)
         _positive_int("max_batch_tokens", self.max_batch_tokens, allow_none=True)
         _positive_int("max_query_tokens", self.max_query_tokens, allow_none=True)

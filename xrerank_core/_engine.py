@@ -34,6 +34,8 @@ _LONG = ("maxp", "truncate")
 _BUDGET_SAFETY = 0.7
 _PADDING_ALLOWANCE = 1.1
 _BUDGET_BATCH_TOKENS = 512
+DEFAULT_BATCH_SIZE = 32
+"""Pairs per forward pass when neither ``batch_size`` nor the scorer says otherwise."""
 # budget_ms before any batch was timed: the first documents, at most this many, calibrate.
 _CALIBRATION_DOCS = 8
 
@@ -497,6 +499,9 @@ class Reranker:
     ) -> Iterator[list[int]]:
         """Group window ids (sorted longest first) by ``batch_size`` and ``max_batch_tokens`` (and ``cap``)."""
         size, budget = self.config.batch_size, self.config.max_batch_tokens
+        if size is None:
+            preferred_size = getattr(self.scorer, "preferred_batch_size", None)
+            size = preferred_size if isinstance(preferred_size, int) and preferred_size > 0 else DEFAULT_BATCH_SIZE
         if budget is None:
             preferred = getattr(self.scorer, "preferred_batch_tokens", None)
             budget = preferred if isinstance(preferred, int) and preferred > 0 else None

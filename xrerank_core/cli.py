@@ -100,6 +100,9 @@ def _run_train(args: argparse.Namespace) -> int:
     values["negative_ranks"] = tuple(values["negative_ranks"])
     values["dev_depths"] = tuple(values["dev_depths"])
     result = train(TrainConfig(**values))
+    if args.mine_only:
+        sys.stdout.write(f"mined {result.train_groups} training groups; rankings written to {args.save_run}\n")
+        return 0
     sys.stdout.write((result.output / "README.md").read_text(encoding="utf-8"))
     return 0
 
@@ -119,7 +122,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--device", default="auto")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--max-length", type=int, default=None, help="tokens per (query, document) pair")
-    p.add_argument("--batch-size", type=int, default=32, help="pairs per forward pass")
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="pairs per forward pass (default: 32 on CPU, 128 on CUDA)"
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 on a crowded CPU)")
     p.add_argument("--long-documents", choices=["auto", "maxp", "truncate"], default="auto")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")

@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import random
+import re
 import shutil
 import sys
 import time
@@ -75,8 +76,17 @@ class TrainConfig:
         in_batch_negatives: Other groups' documents added as negatives (0 to disable).
         weak_supervision: Add (title -> body) pairs from the corpus, with mined negatives.
         weak_limit: At most this many weak pairs (``None``: all).
+        weak_sentences: Inverse-cloze groups per corpus document: one of its sentences (of at
+            least 6 words, picked at random) is the query, the document without that sentence
+            the positive, with negatives mined for that sentence. 0 (the default): none.
         first_stage_k: Candidates retrieved per query for mining.
-        run_file: A TREC run to mine from instead of dense retrieval.
+        run_file: A TREC run to mine from instead of dense retrieval (``.gz`` allowed). It must
+            hold every query mined for: the split's queries, and the weak ones under the ids
+            ``save_run`` writes (``title:DOCID``, ``sentence:DOCID:I``).
+        save_run: Write every first-stage ranking mined from (top ``max(negative_ranks[1],
+            dev depths)``) to this TREC run file (``.gz`` compresses), for ``run_file`` on a
+            machine without the dense first stage (e.g. a GPU box without Chroma).
+        mine_only: Stop after mining (with ``save_run``): no training.
         chroma_dir: Where the dense first stage persists its Chroma store.
         max_length: Tokens per (query, document) pair in training.
         batch_size: Groups per step.
@@ -106,8 +116,11 @@ class TrainConfig:
     in_batch_negatives: int = 1
     weak_supervision: bool = False
     weak_limit: int | None = None
+    weak_sentences: int = 0
     first_stage_k: int = 100
     run_file: str | None = None
+    save_run: str | None = None
+    mine_only: bool = False
     chroma_dir: str | None = None
     max_length: int = 192
     batch_size: int = 16
@@ -131,8 +144,8 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 msg = f"{name} must be a positive integer, got {value!r}"
                 raise ConfigError(msg)
-        if self.dev_queries < 0 or self.in_batch_negatives < 0:
-            msg = "dev_queries and in_batch_negatives must be >= 0"
+        if self.dev_queries < 0 or self.in_batch_negatives < 0 or self.weak_sentences < 0:
+            msg = "dev_queries, in_batch_negatives and weak_sentences must be >= 0"
             raise ConfigError(msg)
         for depth in self.dev_depths:
             if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= self.first_stage_k:
@@ -141,6 +154,9 @@ class TrainConfig:
         lo, hi = self.negative_ranks
         if not 0 <= lo < hi:
             msg = f"negative_ranks must be (lo, hi) with 0 <= lo < hi, got {self.negative_ranks}"
+            raise ConfigError(msg)
+        if self.mine_only and not self.save_run:
+            msg = "mine_only needs save_run (the file the mined rankings go to)"
             raise ConfigError(msg)
         if self.max_steps is not None and self.max_steps < 1:
             msg = f"max_steps must be >= 1, got {self.max_steps}"
@@ -237,11 +253,13 @@ def _collection_name(corpus: Mapping[str, Passage]) -> str:
 def _groups_from_dataset(
     config: TrainConfig, ds: EvalDataset, train_q: list[str], rng: random.Random
 ) -> tuple[list[dict[str, str]], dict[str, list[Candidate]]]:
+    """Training groups of ``train_q`` (and the weak ones), and every first-stage ranking mined from."""
     if ds.corpus is None:
         msg = f"dataset {ds.name!r} has no corpus to mine negatives from; pass a BEIR folder or a JSONL file"
         raise InputError(msg)
     corpus = ds.corpus
     candidates = _first_stage(config, corpus, ds.queries)
+    mined = dict(candidates)
     lo, hi = config.negative_ranks
     groups = []
     for qid in train_q:
@@ -253,11 +271,15 @@ def _groups_from_dataset(
             negatives = rng.sample(pool, config.hard_negatives)
             groups.append(_group(ds.queries[qid], corpus[docid].full_text, negatives))
     if config.weak_supervision:
-        groups += _weak_groups(config, corpus, rng)
-    return groups, candidates
+        groups += _weak_groups(config, corpus, rng, mined)
+    if config.weak_sentences:
+        groups += _sentence_groups(config, corpus, rng, mined)
+    return groups, mined
 
 
-def _weak_groups(config: TrainConfig, corpus: Mapping[str, Passage], rng: random.Random) -> list[dict[str, str]]:
+def _weak_groups(
+    config: TrainConfig, corpus: Mapping[str, Passage], rng: random.Random, mined: dict[str, list[Candidate]]
+) -> list[dict[str, str]]:
     """(title -> body) pairs: the title is the query, its own body the positive."""
     titled = [d for d, p in sorted(corpus.items()) if p.title.strip() and p.text.strip()]
     rng.shuffle(titled)
@@ -265,6 +287,7 @@ def _weak_groups(config: TrainConfig, corpus: Mapping[str, Passage], rng: random
         titled = titled[: config.weak_limit]
     titles = {f"title:{d}": corpus[d].title for d in titled}
     candidates = _first_stage(config, corpus, titles)
+    mined.update(candidates)
     lo, hi = config.negative_ranks
     groups = []
     for d in titled:
@@ -273,6 +296,68 @@ def _weak_groups(config: TrainConfig, corpus: Mapping[str, Passage], rng: random
             groups.append(_group(corpus[d].title, corpus[d].text, rng.sample(pool, config.hard_negatives)))
     logger.info("weak supervision: %d title -> body groups", len(groups))
     return groups
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(\[])")
+_MIN_SENTENCE_WORDS = 6
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split prose at sentence ends (``. ! ?`` followed by a space and a capital, digit or bracket)."""
+    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+
+
+def _sentence_groups(
+    config: TrainConfig, corpus: Mapping[str, Passage], rng: random.Random, mined: dict[str, list[Candidate]]
+) -> list[dict[str, str]]:
+    """Inverse-cloze groups: a sentence of a document is the query, the rest of the document the positive."""
+    # The picks have their own seeded generator, so that they (and the queries a saved run must
+    # hold) do not depend on the other groups' draws (e.g. on dev_queries).
+    pick = random.Random(config.seed)
+    picks: dict[str, tuple[str, str]] = {}  # qid -> (sentence, the document without it)
+    docids = [d for d, _ in sorted(corpus.items())]
+    if config.weak_limit is not None:
+        docids = pick.sample(docids, min(config.weak_limit, len(docids)))
+    for d in docids:
+        passage = corpus[d]
+        sentences = split_sentences(passage.text)
+        usable = [i for i, s in enumerate(sentences) if len(s.split()) >= _MIN_SENTENCE_WORDS]
+        if len(sentences) < 2 or not usable:
+            continue
+        for i in sorted(pick.sample(usable, min(config.weak_sentences, len(usable)))):
+            rest = " ".join(s for j, s in enumerate(sentences) if j != i)
+            positive = f"{passage.title}. {rest}" if passage.title.strip() else rest
+            picks[f"sentence:{d}:{i}"] = (sentences[i], positive)
+    candidates = _first_stage(config, corpus, {q: s for q, (s, _) in picks.items()})
+    mined.update(candidates)
+    lo, hi = config.negative_ranks
+    groups = []
+    for qid, (sentence, positive) in picks.items():
+        own = qid.split(":", 1)[1].rsplit(":", 1)[0]
+        pool = [c.text for c in candidates.get(qid, [])[lo:hi] if c.docid != own]
+        if len(pool) >= config.hard_negatives:
+            groups.append(_group(sentence, positive, rng.sample(pool, config.hard_negatives)))
+    logger.info("weak supervision: %d sentence -> rest-of-document groups", len(groups))
+    return groups
+
+
+def _save_run(path: str, mined: Mapping[str, list[Candidate]], depth: int) -> None:
+    """Write the mined rankings as a TREC run (``.gz`` compresses), top ``depth`` per query."""
+    import gzip
+
+    lines = [
+        f"{qid} Q0 {c.docid} {rank} {c.score:.6f} xrerank-mined\n"
+        for qid in sorted(mined)
+        for rank, c in enumerate(mined[qid][:depth], 1)
+    ]
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.suffix == ".gz":
+        with gzip.open(target, "wt", encoding="utf-8") as f:
+            f.writelines(lines)
+    else:
+        target.write_text("".join(lines), encoding="utf-8")
+    logger.info("wrote %d mined rankings to %s", len(mined), target)
 
 
 def _group(query: str, positive: str, negatives: Sequence[str]) -> dict[str, str]:
@@ -551,6 +636,8 @@ def train(config: TrainConfig) -> TrainResult:
             logger.warning("training on a test split: do not report test numbers for this model")
         dev_q, train_q = _dev_split(config, ds, rng)
         groups, candidates = _groups_from_dataset(config, ds, train_q, rng)
+        if config.save_run:
+            _save_run(config.save_run, candidates, max(config.negative_ranks[1], _deepest(config)))
         queries, qrels = ds.queries, {q: ds.qrels[q] for q in dev_q}
         dev_pool = {q: candidates.get(q, [])[: _deepest(config)] for q in dev_q}
         dev_candidates = {q: c[: config.dev_candidates] for q, c in dev_pool.items()}
@@ -559,8 +646,17 @@ def train(config: TrainConfig) -> TrainResult:
         raise InputError(msg)
     rng.shuffle(groups)
     logger.info("%d training groups, %d dev queries", len(groups), len(dev_q))
+    if config.mine_only:
+        return TrainResult(output, None, None, None, len(groups), 0, 0.0, [])
 
-    model = CrossEncoder(_resolve_base(config.base), num_labels=1, max_length=config.max_length, device=config.device)
+    # float32 master weights whatever the base's file holds (a float16 base would otherwise train in float16).
+    model = CrossEncoder(
+        _resolve_base(config.base),
+        num_labels=1,
+        max_length=config.max_length,
+        device=config.device,
+        model_kwargs={"dtype": torch.float32},
+    )
     # Softmax over raw logits (no sigmoid): the listwise loss, and the logit stays the score.
     loss = MultipleNegativesRankingLoss(
         model, num_negatives=config.in_batch_negatives or None, scale=1, activation_fn=None

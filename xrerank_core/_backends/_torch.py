@@ -225,6 +225,11 @@ class TorchScorer:
         self.max_length = _model_limit(self._model)
         self.num_special_tokens = int(tokenizer.num_special_tokens_to_add(pair=True))
         self.truncates_pairs = True  # its tokenizer cuts a pair at max_length (longest_first)
+        # A GPU runs a forward pass of 128 pairs in about the time of 32; the token cap keeps
+        # one pass of long pairs (128 x 512 tokens at most) within a few hundred MB of activations.
+        on_gpu = self.device.startswith("cuda")
+        self.preferred_batch_size = 128 if on_gpu else 32
+        self.preferred_batch_tokens: int | None = 128 * 512 if on_gpu else None
         self._offsets_tokenizer = self._make_offsets_tokenizer(tokenizer)
         self._lock = threading.Lock()
 

@@ -95,7 +95,9 @@ def add_eval_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
     model.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps (default: auto)")
     model.add_argument("--dtype", default=None, help="float32, float16, bfloat16 (default: auto)")
     model.add_argument("--max-length", type=int, default=None, help="tokens per pair (default: the model's, <= 512)")
-    model.add_argument("--batch-size", type=int, default=None, help="pairs per forward pass (default: 32)")
+    model.add_argument(
+        "--batch-size", type=int, default=None, help="pairs per forward pass (default: 32 on CPU, 128 on CUDA)"
+    )
     model.add_argument(
         "--long-documents",
         choices=["auto", "maxp", "truncate"],
