@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import FakeScorer
@@ -427,6 +428,33 @@ def test_cascade_max_length_reads_the_first_tokens_only(tiny_bert: str) -> None:
     assert [r.model_score for r in out[3:]] == pytest.approx([short[r.index] for r in out[3:]], abs=1e-5)
     full = Reranker(tiny_bert, backend="torch").score(QUERY, docs)  # the full model: every window (MaxP)
     assert [r.score for r in out[:3]] == pytest.approx([full[r.index] for r in out[:3]], abs=1e-5)
+
+
+def test_cascade_on_one_scorer_keeps_the_cheap_score_of_a_document_it_read_whole(
+    tiny_bert: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    long_docs = [f"{d} " + "filler words follow here " * 40 for d in DOCS[:3]]
+    docs = [*DOCS, *long_docs]  # the short ones fit in 40 tokens with the query, the long ones do not
+    rr = Reranker(tiny_bert, backend="torch", cascade_top_k=len(docs), cascade_backend="torch", cascade_max_length=40)
+    assert rr.count_tokens(QUERY, DOCS) is not None and max(len(d.split()) for d in DOCS) < 15
+    assert rr._cascade is not None and rr._cascade.scorer is rr.scorer  # one model, one backend: shared
+    seen: list[str] = []
+    score_pairs = rr.scorer.score_pairs
+
+    def counting(pairs: Any) -> list[float]:
+        seen.extend(d for _, d in pairs)
+        return score_pairs(pairs)
+
+    monkeypatch.setattr(rr.scorer, "score_pairs", counting)
+    out = rr.rerank(QUERY, docs)
+    assert out.reranked == len(docs) and all(r.scored for r in out)
+    # The cheap pass read every document (the long ones cut); the full pass only the long ones' windows.
+    full_reads = seen[len(docs) :]
+    assert len(seen) > len(docs) and full_reads and all(any(w in d for d in long_docs) for w in full_reads)
+    assert not any(w in DOCS for w in full_reads)
+    monkeypatch.undo()
+    full = Reranker(tiny_bert, backend="torch").score(QUERY, docs)  # every document, the full model
+    assert {r.index: r.score for r in out} == pytest.approx(dict(enumerate(full)), abs=1e-5)
 
 
 def test_cascade_options_are_validated(fake: FakeScorer) -> None:

@@ -377,10 +377,32 @@ class Reranker:
         cheap_scores = cheap._normalized(cheap_raw)
         best = sorted(range(len(docs)), key=lambda i: (-cheap_raw[i], i))
         top = best[:top_k]  # best first: under a deadline the most promising are scored first
-        full_raw, k = self._score_raw(query, [docs[i] for i in top], deadline)
-        done = set(top[:k])
+        # The same scorer read the whole pair of a document that fit in the cheap pass's tokens:
+        # its cheap score is already the full model's, so it is kept, not computed again.
+        kept = [False] * len(top)
+        if cheap.scorer is self.scorer:
+            kept = self._read_whole(cheap, query, [docs[i] for i in top])
+        kept_pos = [i for i, whole in zip(top, kept, strict=True) if whole]
+        todo = [i for i in top if i not in set(kept_pos)]
+        full_raw, k = self._score_raw(query, [docs[i] for i in todo], deadline)
+        scored = kept_pos + todo[:k]
+        raw = [cheap_raw[i] for i in kept_pos] + full_raw
+        done = set(scored)
         rest = [i for i in best if i not in done]
-        return top[:k], self._normalized(full_raw), rest, [cheap_scores[i] for i in rest]
+        return scored, self._normalized(raw), rest, [cheap_scores[i] for i in rest]
+
+    def _read_whole(self, cheap: Reranker, query: str, docs: list[str]) -> list[bool]:
+        """Whether ``cheap`` (same scorer, fewer tokens) scored each document's whole pair, uncut."""
+        offsets = self.scorer.token_offsets([query, *docs])
+        if offsets is None:
+            return [False] * len(docs)
+        q_tokens = len(offsets[0])
+        if any(
+            q_tokens > min(rr.config.max_query_tokens or rr.max_length // 2, rr.max_length // 2) for rr in (self, cheap)
+        ):
+            return [False] * len(docs)
+        room = cheap.max_length - self.scorer.num_special_tokens - q_tokens
+        return [len(spans) <= room for spans in offsets[1:]]
 
     def score_many(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
         """Score several queries' documents in one job: their pairs share length-sorted batches.
