@@ -51,11 +51,23 @@ def main() -> None:
     parser.add_argument("--stage2", type=Path, required=True, help="stage-2 output folder (its training.json)")
     parser.add_argument("--scifact", type=Path, required=True, help="xrerank eval --fusion zscore output, SciFact")
     parser.add_argument("--dl19", type=Path, required=True, help="xrerank eval --fusion zscore output, DL19 BM25")
+    parser.add_argument(
+        "--scifact-deep", type=Path, default=None, help="the same SciFact eval at the depth chosen on dev (optional)"
+    )
     args = parser.parse_args()
     s1 = _load(args.stage1 / "training.json")
     s2 = _load(args.stage2 / "training.json")
     record = _load(CARD / "xrerank.json")
     sci, dl = _load(args.scifact / "report.json"), _load(args.dl19 / "report.json")
+    deep = _load(args.scifact_deep / "report.json") if args.scifact_deep else None
+    by_depth = record.get("dev_ndcg@10_by_candidates", {})
+    depth_line = (
+        "\n- **candidates to rerank**, chosen on the same dev split after training (`--dev-depths 50 100`): "
+        + "; ".join(f"top-{d} alone {v['alone']:.4f}, fused {v['fused']:.4f}" for d, v in by_depth.items())
+        + f"; recorded: `candidates: {record.get('candidates')}` in `xrerank.json` (retrieve that many, rerank all)."
+        if by_depth
+        else ""
+    )
     r1, r2, c2 = s1["result"], s2["result"], s2["config"]
     k = sci["settings"]["candidates"]
     table = "\n".join(
@@ -63,10 +75,25 @@ def main() -> None:
             "| data | metric | first stage | this model alone | change | with z-score fusion | change |",
             "|---|---|---|---|---|---|---|",
             *_rows(f"SciFact test, {len(sci['query_ids'])} claims; dense all-MiniLM-L6-v2 top-{k}", sci),
+            *(
+                _rows(
+                    f"SciFact test, {len(deep['query_ids'])} claims; dense all-MiniLM-L6-v2 "
+                    f"top-{deep['settings']['candidates']} (the depth chosen on dev)",
+                    deep,
+                )
+                if deep
+                else []
+            ),
             *_rows(f"TREC DL 2019 passage, {len(dl['query_ids'])} queries; BM25 top-100 (out of domain)", dl),
         ]
     )
     alone_modes = record.get("dev_ndcg@10_alone_by_long_documents", {})
+    deep_cmd = (
+        "\nxrerank eval --dataset ../shared/data/scifact --first-stage dense --candidates "
+        f"{deep['settings']['candidates']} \\\n    --model xrerank/minilm-scifact --fusion zscore"
+        if deep
+        else ""
+    )
     text = f"""---
 library_name: sentence-transformers
 pipeline_tag: text-ranking
@@ -105,7 +132,7 @@ machine (2 CPU cores, no GPU). No SciFact *test* claim was used, for training or
   `long_documents="{record.get("long_documents", "maxp")}"` (what `Reranker` uses by default for this model).
 - **fusion weight**: z-score fusion with the first stage, this model's weight chosen on the same dev
   split from 0, 0.05, ..., 1: **{record["fusion_weight"]}** (dev nDCG@10 {r2["dev_fused"]:.4f}; recorded
-  in `xrerank.json`, used by `Reranker(..., fusion="zscore")` unless you pass `fusion_weight`).
+  in `xrerank.json`, used by `Reranker(..., fusion="zscore")` unless you pass `fusion_weight`).{depth_line}
 - saved in float16 (`--save-half`); on CPU xrerank loads the weights as float32.
 
 Rebuild (seeded; the two `xrerank train` commands are in `scripts/build_model.sh`):
@@ -123,7 +150,7 @@ the model alone and fused, from one scoring pass):
 
 ```bash
 xrerank eval --dataset ../shared/data/scifact --first-stage dense --candidates {k} \\
-    --model xrerank/minilm-scifact --fusion zscore
+    --model xrerank/minilm-scifact --fusion zscore{deep_cmd}
 xrerank eval --dataset ../shared/data/trec-dl-2019-passage --first-stage BM25 \\
     --model xrerank/minilm-scifact --fusion zscore
 ```
