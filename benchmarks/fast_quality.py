@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from _common import ROOT, write_section
-from speed import MODEL, SEED_BATCH, dl19, scifact, to_run
+from speed import MODEL, dl19, scifact, seed_model, to_run
 
 SECTION_START = "<!-- fast_quality.py:start -->"
 SECTION_END = "<!-- fast_quality.py:end -->"
@@ -70,18 +70,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     args = parser.parse_args()
 
-    import torch
-    from sentence_transformers import CrossEncoder
-
     from xrerank_core import Reranker
 
     started = dt.datetime.now(dt.UTC)
     max_length = Reranker(str(MODEL), backend="torch").max_length
-    seed_model = CrossEncoder(str(MODEL), device="cpu", max_length=max_length, model_kwargs={"dtype": torch.float32})
-
-    def seed(query: str, texts: list[str]) -> list[float]:
-        out = seed_model.predict([(query, t) for t in texts], batch_size=SEED_BATCH, show_progress_bar=False)
-        return [float(x) for x in np.asarray(out).reshape(-1)]
+    seed = seed_model(max_length)
 
     def ranked(rr: Reranker) -> Any:
         def run(query: str, texts: list[str]) -> list[float]:

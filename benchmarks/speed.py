@@ -104,16 +104,22 @@ def to_run(queries: list[Query], scores: dict[str, list[float]]) -> dict[str, di
 # --------------------------------------------------------------------------- systems
 
 
-def seed_system(max_length: int) -> tuple[str, str, Run]:
+def seed_model(max_length: int, device: str = "cpu") -> Run:
+    """The seed's recipe as a scorer: ``CrossEncoder(path).predict(pairs, batch_size=32)``, float32."""
     import torch
     from sentence_transformers import CrossEncoder
 
-    model = CrossEncoder(str(MODEL), device="cpu", max_length=max_length, model_kwargs={"dtype": torch.float32})
+    model = CrossEncoder(str(MODEL), device=device, max_length=max_length, model_kwargs={"dtype": torch.float32})
 
     def run(query: str, texts: list[str]) -> list[float]:
         out = model.predict([(query, t) for t in texts], batch_size=SEED_BATCH, show_progress_bar=False)
         return [float(x) for x in np.asarray(out).reshape(-1)]
 
+    return run
+
+
+def seed_system(max_length: int) -> tuple[str, str, Run]:
+    run = seed_model(max_length)
     note = f"`CrossEncoder(path).predict(pairs, batch_size={SEED_BATCH})`, torch float32: the baseline"
     return "seed recipe (baseline)", note, run
 

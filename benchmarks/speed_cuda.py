@@ -20,26 +20,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from _common import ROOT, write_section
-from speed import MODEL, SEED_BATCH, Result, Run, dl19, table
+from speed import MODEL, SEED_BATCH, Result, Run, dl19, seed_model, table
 
 SECTION_START = "<!-- speed_cuda.py:start -->"
 SECTION_END = "<!-- speed_cuda.py:end -->"
 
 
 def seed_system(max_length: int) -> tuple[str, str, Run]:
-    import torch
-    from sentence_transformers import CrossEncoder
-
-    model = CrossEncoder(str(MODEL), device="cuda", max_length=max_length, model_kwargs={"dtype": torch.float32})
-
-    def run(query: str, texts: list[str]) -> list[float]:
-        out = model.predict([(query, t) for t in texts], batch_size=SEED_BATCH, show_progress_bar=False)
-        return [float(x) for x in np.asarray(out).reshape(-1)]
-
     note = f"`CrossEncoder(path, device='cuda').predict(pairs, batch_size={SEED_BATCH})`, float32: the baseline"
-    return "seed recipe on the GPU (baseline)", note, run
+    return "seed recipe on the GPU (baseline)", note, seed_model(max_length, "cuda")
 
 
 def xrerank_system(name: str, note: str, **options: Any) -> tuple[str, str, Run, Any]:

@@ -397,9 +397,7 @@ class Reranker:
         if offsets is None:
             return [False] * len(docs)
         q_tokens = len(offsets[0])
-        if any(
-            q_tokens > min(rr.config.max_query_tokens or rr.max_length // 2, rr.max_length // 2) for rr in (self, cheap)
-        ):
+        if q_tokens > min(self._query_limit(), cheap._query_limit()):
             return [False] * len(docs)
         room = cheap.max_length - self.scorer.num_special_tokens - q_tokens
         return [len(spans) <= room for spans in offsets[1:]]
@@ -466,13 +464,16 @@ class Reranker:
 
     # -- internals ----------------------------------------------------------------
 
+    def _query_limit(self) -> int:
+        """The most query tokens a pair keeps (``max_query_tokens``, at most half of ``max_length``)."""
+        return min(self.config.max_query_tokens or self.max_length // 2, self.max_length // 2)
+
     def _prepare_query(self, query: str) -> tuple[str, int]:
         offsets = self.scorer.token_offsets([query])
         if offsets is None:
             return query, 0
         spans = offsets[0]
-        limit = self.config.max_query_tokens or self.max_length // 2
-        limit = min(limit, self.max_length // 2)
+        limit = self._query_limit()
         if len(spans) > limit:
             logger.warning("the query has %d tokens; only its first %d are used (max_query_tokens)", len(spans), limit)
             return query[: spans[limit - 1][1]], limit
