@@ -69,6 +69,12 @@ def main() -> None:
         else ""
     )
     r1, r2, c2 = s1["result"], s2["result"], s2["config"]
+    if by_depth:
+        # select_fusion re-ran after training: the weight was chosen at the recorded depth.
+        chosen = by_depth[str(record["candidates"])]
+        weight_dev = f"{chosen['fused']:.4f} at top-{record['candidates']}"
+    else:
+        weight_dev = f"{r2['dev_fused']:.4f}"
     k = sci["settings"]["candidates"]
     table = "\n".join(
         [
@@ -131,7 +137,7 @@ machine (2 CPU cores, no GPU). No SciFact *test* claim was used, for training or
   {", ".join(f"{m} {v:.4f}" for m, v in alone_modes.items())}; recorded:
   `long_documents="{record.get("long_documents", "maxp")}"` (what `Reranker` uses by default for this model).
 - **fusion weight**: z-score fusion with the first stage, this model's weight chosen on the same dev
-  split from 0, 0.05, ..., 1: **{record["fusion_weight"]}** (dev nDCG@10 {r2["dev_fused"]:.4f}; recorded
+  split from 0, 0.05, ..., 1: **{record["fusion_weight"]}** (dev nDCG@10 {weight_dev}; recorded
   in `xrerank.json`, used by `Reranker(..., fusion="zscore")` unless you pass `fusion_weight`).{depth_line}
 - saved in float16 (`--save-half`); on CPU xrerank loads the weights as float32.
 
