@@ -124,11 +124,11 @@ def seed_system(max_length: int) -> tuple[str, str, Run]:
     return "seed recipe (baseline)", note, run
 
 
-def xrerank_system(name: str, note: str, **options: Any) -> tuple[str, str, Run, Any]:
+def xrerank_system(name: str, note: str, *, scorer: Any = None, **options: Any) -> tuple[str, str, Run, Any]:
     from xrerank_core import Reranker
 
     # Pairs cut at max_length, as the baseline's CrossEncoder.predict does.
-    rr = Reranker(str(MODEL), long_documents="truncate", **options)
+    rr = Reranker(scorer if scorer is not None else str(MODEL), long_documents="truncate", **options)
 
     def run(query: str, texts: list[str]) -> list[float]:
         ranking = rr.rerank(query, texts)
@@ -365,6 +365,11 @@ def main() -> None:
     )
     parser.add_argument("--no-torch-row", action="store_true", help="leave out xrerank's torch backend (time)")
     parser.add_argument(
+        "--no-one-session-rows",
+        action="store_true",
+        help="leave out the ONNX rows with one session on all cores (workers=1) instead of one per core",
+    )
+    parser.add_argument(
         "--budget-only",
         action="store_true",
         help="only the budget_ms curve (DL19), in its own section: onnx and onnx-int8 full reranks, then budgets",
@@ -401,6 +406,19 @@ def main() -> None:
             backend="onnx-int8",
         ),
     ]
+    if not args.no_one_session_rows:
+        from xrerank_core._backends._onnx import OnnxScorer
+
+        for backend in ("onnx", "onnx-int8"):
+            one = OnnxScorer(str(MODEL), quantize=backend == "onnx-int8", workers=1)
+            xr.append(
+                xrerank_system(
+                    f'xrerank, backend="{backend}", one session on all cores',
+                    "`OnnxScorer(path, workers=1)`: one session splitting each batch over the cores "
+                    f"(the default before; batches of {one.preferred_batch_tokens} tokens)",
+                    scorer=one,
+                )
+            )
     for spec in args.cascade or ["30"]:
         spec, _, full = spec.partition("/")
         full = full or "onnx"
@@ -427,7 +445,8 @@ def main() -> None:
         f"- date: {started:%Y-%m-%d %H:%M} UTC; load average (1/5/15 min) at the start: {load_average(load_before)} "
         "on 2 cores (the ratios inside one table are what count: other jobs on the machine move absolute figures)",
         f"- machine: {machine()}, onnxruntime {onnxruntime.__version__}; torch threads {torch.get_num_threads()}, "
-        "onnxruntime intra-op threads = physical cores",
+        "xrerank's ONNX rows: one single-threaded onnxruntime session per physical core, small batches side by side "
+        "(unless the row says otherwise)",
         f"- command (from the repo root): `{shlex.join(['.venv/bin/python', 'benchmarks/speed.py', *sys.argv[1:]])}`",
         f"- model: `xrerank_core/models/minilm-scifact` (MiniLM-L6 cross-encoder), max_length {max_length}; "
         'every xrerank system runs `long_documents="truncate"` (pairs cut at max_length, as the baseline does); '

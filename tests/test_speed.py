@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from conftest import FakeScorer
 
-from xrerank_core import ConfigError, MissingDependencyError, Reranker, RerankerConfig
+from xrerank_core import ConfigError, MissingDependencyError, Reranker, RerankerConfig, ScoringError
 from xrerank_core._backends._onnx import OnnxScorer, onnx_cache_root, onnx_installed
 from xrerank_core._backends._torch import TorchScorer
 from xrerank_core._engine import Ranking
@@ -171,6 +171,94 @@ def test_onnx_scorer_is_thread_safe(tiny_bert: str) -> None:
         t.join()
     assert not errors and len(results) == 16
     assert all(r == pytest.approx(expected, abs=1e-6) for r in results)
+
+
+@needs_onnx
+def test_onnx_sessions_side_by_side_score_like_one_session(tiny_bert: str) -> None:
+    from xrerank_core._backends._onnx import physical_cores
+
+    default = OnnxScorer(tiny_bert)
+    assert default.workers == physical_cores()  # one single-threaded session per core on CPU
+    assert OnnxScorer(tiny_bert, threads=2).workers == max(1, physical_cores() // 2)
+    texts = [*DOCS, " ".join(DOCS * 6)]
+    for quantize in (False, True):
+        one = Reranker(OnnxScorer(tiny_bert, quantize=quantize, workers=1), batch_size=2)
+        two = Reranker(OnnxScorer(tiny_bert, quantize=quantize, workers=2), batch_size=2)
+        assert one._workers() == 1 and two._workers() == 2
+        # The same batches give the same numbers (int8 quantises activations per batch, so equal
+        # batches matter), whichever session runs them and in whatever order they finish.
+        assert two.score(QUERY, texts) == pytest.approx(one.score(QUERY, texts), abs=1e-6)
+        jobs = [(QUERY, texts), ("capital of spain", DOCS)]
+        for got, want in zip(two.score_many(jobs), one.score_many(jobs), strict=True):
+            assert got == pytest.approx(want, abs=1e-6)
+    for bad in ({"workers": 0}, {"threads": 0}):
+        with pytest.raises(ConfigError, match="must be >= 1"):
+            OnnxScorer(tiny_bert, **bad)
+
+
+class SideBySideScorer(FakeScorer):
+    """A scorer that runs ``workers`` batches at once (the optional ``score_batches`` protocol)."""
+
+    def __init__(self, workers: int, seconds: float = 0.05, fail_on: str | None = None) -> None:
+        super().__init__(max_length=64)
+        self.workers = workers
+        self.seconds = seconds
+        self.fail_on = fail_on
+        self.running = self.most_at_once = 0
+        self._count = threading.Lock()
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(workers)
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        with self._count:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            time.sleep(self.seconds)
+            if self.fail_on is not None and any(self.fail_on in d for _, d in pairs):
+                raise RuntimeError("device lost")
+            return super().score_pairs(pairs)
+        finally:
+            with self._count:
+                self.running -= 1
+
+    def score_batches(self, batches: Sequence[Sequence[tuple[str, str]]]) -> Any:
+        return self._pool.map(self.score_pairs, batches)
+
+
+def test_engine_runs_a_scorers_workers_side_by_side(fake: FakeScorer) -> None:
+    scorer = SideBySideScorer(workers=3)
+    docs = [f"{d} number {i}" for i, d in enumerate(DOCS * 3)]
+    rr = Reranker(scorer, batch_size=2, cache_size=100)
+    start = time.perf_counter()
+    out = rr.score(QUERY, docs)
+    elapsed = time.perf_counter() - start
+    assert out == Reranker(fake, batch_size=2).score(QUERY, docs)  # same scores, in input order
+    assert scorer.most_at_once == 3 and len(scorer.batches) == 12
+    assert elapsed < 12 * scorer.seconds * 0.75  # 12 batches of 50 ms ran in rounds, not one by one
+    assert rr.score(QUERY, docs) == out and len(scorer.batches) == 12  # then from the cache
+    ranked = rr.rerank(QUERY, docs, top_n=5)
+    assert [r.score for r in ranked] == sorted(out, reverse=True)[:5]
+
+
+def test_side_by_side_errors_and_budget() -> None:
+    bad = Reranker(SideBySideScorer(workers=2, seconds=0.0, fail_on="Madrid"), batch_size=2)
+    with pytest.raises(ScoringError, match=r"SideBySideScorer backend failed on a batch of 2 pairs.*device lost"):
+        bad.score(QUERY, DOCS)
+    nan = SideBySideScorer(workers=2, seconds=0.0)
+    nan.nan_on = "Bananas"
+    with pytest.raises(ScoringError, match="returned nan"):
+        Reranker(nan, batch_size=2).score(QUERY, DOCS)
+    # A budget goes in rounds of `workers` batches and keeps the first stage's best, in order.
+    scorer = SideBySideScorer(workers=2, seconds=0.02)
+    rr = Reranker(scorer, batch_size=2)
+    docs = [f"document {i} about the capital of france" for i in range(80)]
+    rr.score("capital france", docs[:8])  # measures the throughput
+    out = rr.rerank("capital france", docs, budget_ms=150)
+    assert 0 < out.reranked < len(docs)
+    assert sorted(r.index for r in out[: out.reranked]) == list(range(out.reranked))
+    assert [r.index for r in out[out.reranked :]] == list(range(out.reranked, len(docs)))
 
 
 # --------------------------------------------------------------------------- score cache

@@ -658,6 +658,10 @@ class Reranker:
         # Under a deadline, small batches let the check below stop close to it.
         cap = None if deadline is None else _BUDGET_BATCH_TOKENS
         batches = list(self._batches(order, lengths, 0, cap))
+        workers = self._workers()
+        if workers > 1 and len(batches) > 1:
+            self._score_side_by_side(pairs, batches, workers, deadline, len(todo))
+            return
         for batch in self._progress(batches, len(todo)):
             started = time.perf_counter()
             padded = len(batch) * (lengths[batch[0]] + specials)
@@ -667,33 +671,96 @@ class Reranker:
                 break
             scores = self._run_scorer([pairs.texts[p] for p in batch])
             self._throughput.record(time.perf_counter() - started, padded)
-            if len(scores) != len(batch):
-                msg = f"the scorer returned {len(scores)} scores for {len(batch)} pairs"
+            self._store(pairs, batch, scores)
+
+    def _workers(self) -> int:
+        """How many batches the scorer runs at once (``workers`` with a ``score_batches`` method), else 1."""
+        workers = getattr(self.scorer, "workers", 1)
+        if not isinstance(workers, int) or workers < 2 or not callable(getattr(self.scorer, "score_batches", None)):
+            return 1
+        return workers
+
+    def _score_side_by_side(
+        self, pairs: _Pairs, batches: list[list[int]], workers: int, deadline: float | None, n_pairs: int
+    ) -> None:
+        """Like the loop of :meth:`_score_windows`, with the scorer running ``workers`` batches at once.
+
+        Without a deadline every batch is handed over at once. Under a deadline they go in rounds
+        of ``workers``; a round predicted to end after the deadline is not started.
+        """
+        specials = self.scorer.num_special_tokens
+        step = workers if deadline is not None else len(batches)
+        bar = self._progress_bar(n_pairs, len(batches))
+        try:
+            for start in range(0, len(batches), step):
+                group = batches[start : start + step]
+                padded = sum(len(b) * (pairs.lengths[b[0]] + specials) for b in group)
+                started = time.perf_counter()
+                rate = self._throughput.cautious_seconds_per_token or 0.0
+                if deadline is not None and started + padded * rate > deadline:
+                    logger.debug("budget_ms: %d pairs left unscored", sum(len(b) for b in group))
+                    break
+                texts = [[pairs.texts[p] for p in batch] for batch in group]
+                results = self._run_batches(texts)
+                for batch, scores in zip(group, results, strict=True):
+                    self._store(pairs, batch, scores)
+                    if bar is not None:
+                        bar.update(len(batch))
+                # Batches overlap: what the deadline needs is wall time per padded token of the round.
+                self._throughput.record(time.perf_counter() - started, padded)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def _run_batches(self, texts: list[list[tuple[str, str]]]) -> Iterator[list[float]]:
+        """The scorer's ``score_batches``, its own exceptions becoming a :class:`ScoringError`."""
+        results = self.scorer.score_batches(texts)  # type: ignore[attr-defined]
+        for batch in texts:
+            try:
+                scores: list[float] = next(results)
+            except XRerankError:
+                raise
+            except Exception as exc:  # onnxruntime and other backends raise their own types
+                msg = f"the {type(self.scorer).__name__} backend failed on a batch of {len(batch)} pairs ({exc})"
+                raise ScoringError(msg) from exc
+            yield scores
+
+    def _store(self, pairs: _Pairs, batch: list[int], scores: list[float]) -> None:
+        """Check one batch's scores and keep them (and in the cache)."""
+        if len(scores) != len(batch):
+            msg = f"the scorer returned {len(scores)} scores for {len(batch)} pairs"
+            raise ScoringError(msg)
+        for p, s in zip(batch, scores, strict=True):
+            if not math.isfinite(s):
+                msg = (
+                    f"the model returned {s} for a document; its weights may be damaged, or it "
+                    "overflowed in reduced precision (try a float32 device/backend)"
+                )
                 raise ScoringError(msg)
-            for p, s in zip(batch, scores, strict=True):
-                if not math.isfinite(s):
-                    msg = (
-                        f"the model returned {s} for a document; its weights may be damaged, or it "
-                        "overflowed in reduced precision (try a float32 device/backend)"
-                    )
-                    raise ScoringError(msg)
-                pairs.scores[p] = float(s)
-            if self._cache is not None and pairs.keys is not None:
-                self._cache.put_many([(pairs.keys[p], float(s)) for p, s in zip(batch, scores, strict=True)])
+            pairs.scores[p] = float(s)
+        if self._cache is not None and pairs.keys is not None:
+            self._cache.put_many([(pairs.keys[p], float(s)) for p, s in zip(batch, scores, strict=True)])
 
     def _progress(self, batches: list[list[int]], n_pairs: int) -> Iterator[list[int]]:
-        show = self.config.show_progress
-        if show is None:
-            show = len(batches) > 50 and sys.stderr.isatty()
-        if not show:
+        bar = self._progress_bar(n_pairs, len(batches))
+        if bar is None:
             yield from batches
             return
-        from tqdm.auto import tqdm
-
-        with tqdm(total=n_pairs, desc="reranking", unit="pair") as bar:
+        with bar:
             for batch in batches:
                 yield batch
                 bar.update(len(batch))
+
+    def _progress_bar(self, n_pairs: int, n_batches: int | None = None) -> Any:
+        """A tqdm bar when ``show_progress`` asks for one (``None``: over 50 batches on a terminal)."""
+        show = self.config.show_progress
+        if show is None:
+            show = (n_batches or 0) > 50 and sys.stderr.isatty()
+        if not show:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=n_pairs, desc="reranking", unit="pair")
 
 
 @dataclass

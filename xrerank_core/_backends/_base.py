@@ -22,6 +22,12 @@ class Scorer(Protocol):
     longer than ``max_length`` itself (the tokenizer's ``longest_first``, as sentence-transformers
     does). With ``long_documents="truncate"`` the engine then hands it a little more text than
     fits and lets it cut at the exact token, so scores match ``CrossEncoder.predict``.
+
+    A scorer that can run several forward passes at once (the ONNX backend on CPU: one
+    single-threaded session per core) also has ``workers`` (an int above 1) and
+    ``score_batches(batches)``, returning an iterator of each batch's scores in order; the
+    engine then hands it all of a job's batches together (in rounds of ``workers`` under
+    ``budget_ms``). Its ``score_pairs`` must then be safe to call from several threads.
     """
 
     name: str

@@ -24,11 +24,13 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import shutil
 import tempfile
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,9 @@ _OPSET = 17
 _FUSABLE = {"bert", "roberta", "xlm-roberta", "electra", "camembert"}
 # Largest |ONNX fp32 - torch fp32| difference accepted on the sample batch, relative to the logits' scale.
 _FP32_TOLERANCE = 1e-3
+# Tokens per forward pass when each session runs on one core: 256-512 were fastest for int8 and
+# float32 alike on this project's 2-core CPU (DL19 and SciFact pairs; 1024 and more were slower).
+_SIDE_BY_SIDE_BATCH_TOKENS = 512
 _SAMPLE = [
     ("what is the capital of france?", "Paris is the capital and most populous city of France."),
     ("what is the capital of france?", "Berlin is the capital of Germany."),
@@ -419,6 +424,10 @@ class OnnxScorer:
         path: The ONNX file in use.
         preferred_batch_tokens: The tokens per forward pass this backend runs fastest with;
             the engine uses it when ``max_batch_tokens`` is not set.
+        workers: Forward passes that run at once. On CPU, by default one onnxruntime session
+            per physical core, each on one thread: small batches side by side use the cores
+            better than one batch split across them (``benchmarks/RESULTS.md``, speed.py).
+            :meth:`score_batches` spreads a job's batches over them.
     """
 
     def __init__(
@@ -430,6 +439,7 @@ class OnnxScorer:
         trust_remote_code: bool = False,
         allow_pickle: bool = False,
         threads: int | None = None,
+        workers: int | None = None,
     ) -> None:
         """Load the exported model, exporting it first if this machine has not yet.
 
@@ -439,7 +449,10 @@ class OnnxScorer:
             device: ``"cpu"``, or ``"cuda"`` / ``"cuda:N"`` with onnxruntime-gpu.
             trust_remote_code: Allow the model's own Python code to run (for the export).
             allow_pickle: Allow ``pytorch_model.bin`` weights (for the export).
-            threads: Threads for one forward pass; ``None`` uses this machine's physical cores.
+            threads: Threads for one forward pass. ``None``: 1 on CPU when ``workers`` is more
+                than 1, else this machine's physical cores.
+            workers: Sessions that run forward passes at once. ``None``: this machine's physical
+                cores on CPU (divided by ``threads`` when it is given), 1 on CUDA.
 
         Raises:
             MissingDependencyError: onnxruntime or onnx is not installed.
@@ -472,8 +485,22 @@ class OnnxScorer:
             raise ConfigError(msg)
         self.device = "cuda" if device.startswith("cuda") else "cpu"
 
+        if threads is not None and threads < 1:
+            msg = f"threads must be >= 1, got {threads}"
+            raise ConfigError(msg)
+        if workers is not None and workers < 1:
+            msg = f"workers must be >= 1, got {workers}"
+            raise ConfigError(msg)
+        cores = physical_cores()
+        if self.device == "cuda":
+            workers = 1
+        elif workers is None:
+            workers = max(1, cores // threads) if threads else cores
+        if threads is None:
+            threads = 1 if workers > 1 else cores
+        self.workers = workers
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or physical_cores()
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -483,7 +510,7 @@ class OnnxScorer:
                 model, variant, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
             )
             try:
-                self._session = ort.InferenceSession(str(path), options, providers=providers)
+                sessions = [ort.InferenceSession(str(path), options, providers=providers) for _ in range(workers)]
                 break
             except Exception as exc:  # onnxruntime raises its own types for damaged files
                 if attempt:
@@ -498,8 +525,14 @@ class OnnxScorer:
         self.truncates_pairs = True  # its tokenizer cuts a pair at max_length (longest_first)
         self.num_labels = int(meta["num_labels"])
         self._input_names = [str(n) for n in meta["input_names"]]
-        # int8 on CPU runs fastest with small batches (its matrices stay in cache); float32 with larger ones.
-        self.preferred_batch_tokens = 2048 if quantize and self.device == "cpu" else 8192
+        # Small batches keep a pass's matrices in cache: on CPU, one per core side by side were fastest;
+        # one session on all cores ran int8 best near 2048 tokens and float32 near 8192.
+        if self.device == "cuda":
+            self.preferred_batch_tokens = 8192
+        elif workers > 1:
+            self.preferred_batch_tokens = _SIDE_BY_SIDE_BATCH_TOKENS
+        else:
+            self.preferred_batch_tokens = 2048 if quantize else 8192
 
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         tokenizer.no_padding()
@@ -509,7 +542,12 @@ class OnnxScorer:
         pairs.enable_truncation(self.max_length, strategy="longest_first")
         pairs.enable_padding(pad_id=int(meta["pad_token_id"]), pad_token=str(meta["pad_token"]))
         self._pair_tokenizer = pairs
-        self._lock = threading.Lock()
+        # Each session runs one forward pass at a time; a caller takes a free one.
+        self._free: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for session in sessions:
+            self._free.put(session)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]] | None:
         """Character spans of each text's tokens (no special tokens)."""
@@ -525,12 +563,26 @@ class OnnxScorer:
             "token_type_ids": [e.type_ids for e in encodings],
         }
         feeds = {name: np.asarray(columns[name], dtype=np.int64) for name in self._input_names}
+        session = self._free.get()
         try:
-            with self._lock:
-                logits = np.asarray(self._session.run(None, feeds)[0], dtype=np.float64)
+            logits = np.asarray(session.run(None, feeds)[0], dtype=np.float64)
         except Exception as exc:  # onnxruntime raises its own types
             msg = f"onnxruntime failed on a batch of {len(pairs)} pairs: {exc}"
             raise ScoringError(msg) from exc
+        finally:
+            self._free.put(session)
         if self.num_labels == 2:
             return [float(row[1] - row[0]) for row in logits]
         return [float(x) for x in logits.reshape(-1)]
+
+    def score_batches(self, batches: Sequence[Sequence[tuple[str, str]]]) -> Iterator[list[float]]:
+        """Scores of several batches, in order, running up to :attr:`workers` of them at once."""
+        if self.workers == 1 or len(batches) < 2:
+            for batch in batches:
+                yield self.score_pairs(batch)
+            return
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="xrerank-onnx")
+        # Executor.map cancels the batches not yet started if the caller stops early.
+        yield from self._pool.map(self.score_pairs, batches)
