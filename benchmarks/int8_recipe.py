@@ -44,13 +44,12 @@ def main() -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from xrerank_core import Reranker
-    from xrerank_core._backends._onnx import OnnxScorer, _float32_matmuls
+    from xrerank_core._backends._onnx import OnnxScorer, _float32_matmuls, ffn_output_matmuls
 
     started = dt.datetime.now(dt.UTC)
     fp32 = OnnxScorer(str(MODEL), workers=2)
     graph = onnx.load(str(fp32.path), load_external_data=False).graph
-    gelu = {o for n in graph.node if n.op_type == "BiasGelu" for o in n.output}
-    ffn_out = [n.name for n in graph.node if n.op_type == "MatMul" and n.input and n.input[0] in gelu]
+    ffn_out = ffn_output_matmuls(graph)
     recipes: list[tuple[str, list[str]]] = [
         ("every matmul int8 (xrerank's recipe 1)", []),
         ("FFN output of layer 0 float32", ffn_out[:1]),

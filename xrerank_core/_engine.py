@@ -630,21 +630,16 @@ class Reranker:
             done += 1
         return done
 
-    def _run_scorer(self, batch: list[tuple[str, str]]) -> list[float]:
-        """The scorer's scores for one batch; a backend's own exception becomes a :class:`ScoringError`."""
-        try:
-            return self.scorer.score_pairs(batch)
-        except XRerankError:
-            raise
-        except Exception as exc:  # torch, onnxruntime, a user's Scorer: each raises its own types
-            hint = ""
-            if "out of memory" in str(exc).lower():
-                hint = "; lower batch_size or max_batch_tokens, or max_length"
-            msg = (
-                f"the {type(self.scorer).__name__} backend failed on a batch of {len(batch)} pairs "
-                f"({type(exc).__name__}: {exc}){hint}"
-            )
-            raise ScoringError(msg) from exc
+    def _scoring_error(self, exc: Exception, n_pairs: int) -> ScoringError:
+        """A backend's own exception (torch, onnxruntime, a user's Scorer) as a :class:`ScoringError`."""
+        hint = ""
+        if "out of memory" in str(exc).lower():
+            hint = "; lower batch_size or max_batch_tokens, or max_length"
+        msg = (
+            f"the {type(self.scorer).__name__} backend failed on a batch of {n_pairs} pairs "
+            f"({type(exc).__name__}: {exc}){hint}"
+        )
+        return ScoringError(msg)
 
     def _score_windows(self, pairs: _Pairs, todo: list[int], deadline: float | None = None) -> None:
         """Score the pairs ``todo`` (longest first, in batches), timing each batch; fill ``pairs.scores``.
@@ -658,20 +653,32 @@ class Reranker:
         # Under a deadline, small batches let the check below stop close to it.
         cap = None if deadline is None else _BUDGET_BATCH_TOKENS
         batches = list(self._batches(order, lengths, 0, cap))
+        # One batch at a time; a scorer that runs several at once gets them all together, or in
+        # rounds of its `workers` under a deadline (a round predicted to end after it is not started).
         workers = self._workers()
-        if workers > 1 and len(batches) > 1:
-            self._score_side_by_side(pairs, batches, workers, deadline, len(todo))
-            return
-        for batch in self._progress(batches, len(todo)):
-            started = time.perf_counter()
-            padded = len(batch) * (lengths[batch[0]] + specials)
-            rate = self._throughput.cautious_seconds_per_token or 0.0
-            if deadline is not None and started + padded * rate > deadline:
-                logger.debug("budget_ms: %d pairs left unscored; the measured throughput fell", len(batch))
-                break
-            scores = self._run_scorer([pairs.texts[p] for p in batch])
-            self._throughput.record(time.perf_counter() - started, padded)
-            self._store(pairs, batch, scores)
+        step = 1 if workers == 1 else workers if deadline is not None else len(batches)
+        bar = self._progress_bar(len(todo), len(batches))
+        try:
+            for start in range(0, len(batches), step):
+                group = batches[start : start + step]
+                padded = sum(len(b) * (lengths[b[0]] + specials) for b in group)
+                started = time.perf_counter()
+                rate = self._throughput.cautious_seconds_per_token or 0.0
+                if deadline is not None and started + padded * rate > deadline:
+                    logger.debug(
+                        "budget_ms: %d pairs left unscored; the measured throughput fell", sum(len(b) for b in group)
+                    )
+                    break
+                texts = [[pairs.texts[p] for p in batch] for batch in group]
+                for batch, scores in zip(group, self._run_batches(texts, workers), strict=True):
+                    self._store(pairs, batch, scores)
+                    if bar is not None:
+                        bar.update(len(batch))
+                # Side by side, batches overlap: the deadline needs wall time per padded token of the round.
+                self._throughput.record(time.perf_counter() - started, padded)
+        finally:
+            if bar is not None:
+                bar.close()
 
     def _workers(self) -> int:
         """How many batches the scorer runs at once (``workers`` with a ``score_batches`` method), else 1."""
@@ -680,49 +687,16 @@ class Reranker:
             return 1
         return workers
 
-    def _score_side_by_side(
-        self, pairs: _Pairs, batches: list[list[int]], workers: int, deadline: float | None, n_pairs: int
-    ) -> None:
-        """Like the loop of :meth:`_score_windows`, with the scorer running ``workers`` batches at once.
-
-        Without a deadline every batch is handed over at once. Under a deadline they go in rounds
-        of ``workers``; a round predicted to end after the deadline is not started.
-        """
-        specials = self.scorer.num_special_tokens
-        step = workers if deadline is not None else len(batches)
-        bar = self._progress_bar(n_pairs, len(batches))
-        try:
-            for start in range(0, len(batches), step):
-                group = batches[start : start + step]
-                padded = sum(len(b) * (pairs.lengths[b[0]] + specials) for b in group)
-                started = time.perf_counter()
-                rate = self._throughput.cautious_seconds_per_token or 0.0
-                if deadline is not None and started + padded * rate > deadline:
-                    logger.debug("budget_ms: %d pairs left unscored", sum(len(b) for b in group))
-                    break
-                texts = [[pairs.texts[p] for p in batch] for batch in group]
-                results = self._run_batches(texts)
-                for batch, scores in zip(group, results, strict=True):
-                    self._store(pairs, batch, scores)
-                    if bar is not None:
-                        bar.update(len(batch))
-                # Batches overlap: what the deadline needs is wall time per padded token of the round.
-                self._throughput.record(time.perf_counter() - started, padded)
-        finally:
-            if bar is not None:
-                bar.close()
-
-    def _run_batches(self, texts: list[list[tuple[str, str]]]) -> Iterator[list[float]]:
-        """The scorer's ``score_batches``, its own exceptions becoming a :class:`ScoringError`."""
-        results = self.scorer.score_batches(texts)  # type: ignore[attr-defined]
+    def _run_batches(self, texts: list[list[tuple[str, str]]], workers: int) -> Iterator[list[float]]:
+        """Each batch's scores, in order: ``score_pairs`` one by one, or the scorer's ``score_batches``."""
+        results = self.scorer.score_batches(texts) if workers > 1 else None  # type: ignore[attr-defined]
         for batch in texts:
             try:
-                scores: list[float] = next(results)
+                scores: list[float] = self.scorer.score_pairs(batch) if results is None else next(results)
             except XRerankError:
                 raise
-            except Exception as exc:  # onnxruntime and other backends raise their own types
-                msg = f"the {type(self.scorer).__name__} backend failed on a batch of {len(batch)} pairs ({exc})"
-                raise ScoringError(msg) from exc
+            except Exception as exc:
+                raise self._scoring_error(exc, len(batch)) from exc
             yield scores
 
     def _store(self, pairs: _Pairs, batch: list[int], scores: list[float]) -> None:
@@ -740,16 +714,6 @@ class Reranker:
             pairs.scores[p] = float(s)
         if self._cache is not None and pairs.keys is not None:
             self._cache.put_many([(pairs.keys[p], float(s)) for p, s in zip(batch, scores, strict=True)])
-
-    def _progress(self, batches: list[list[int]], n_pairs: int) -> Iterator[list[int]]:
-        bar = self._progress_bar(n_pairs, len(batches))
-        if bar is None:
-            yield from batches
-            return
-        with bar:
-            for batch in batches:
-                yield batch
-                bar.update(len(batch))
 
     def _progress_bar(self, n_pairs: int, n_batches: int | None = None) -> Any:
         """A tqdm bar when ``show_progress`` asks for one (``None``: over 50 batches on a terminal)."""

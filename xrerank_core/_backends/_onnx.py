@@ -359,6 +359,12 @@ def _try_fuse(plain: Path, final: Path, config: Any, feeds: dict[str, np.ndarray
     return False
 
 
+def ffn_output_matmuls(graph: Any) -> list[str]:
+    """The names of the MatMuls that read a GELU's output (each layer's FFN output projection), in order."""
+    gelu_outputs = {o for n in graph.node if n.op_type in ("BiasGelu", "Gelu", "FastGelu") for o in n.output}
+    return [n.name for n in graph.node if n.op_type == "MatMul" and n.input and n.input[0] in gelu_outputs]
+
+
 def _float32_matmuls(graph: Any) -> list[str]:
     """The MatMuls int8 leaves in float32: the FFN output projections of the first half of the layers.
 
@@ -368,8 +374,7 @@ def _float32_matmuls(graph: Any) -> list[str]:
     spread of 3.5) for about 20 % of int8's speed; the last three layers' did little
     (``benchmarks/int8_recipe.py``).
     """
-    gelu_outputs = {o for n in graph.node if n.op_type in ("BiasGelu", "Gelu", "FastGelu") for o in n.output}
-    ffn_out = [n.name for n in graph.node if n.op_type == "MatMul" and n.input and n.input[0] in gelu_outputs]
+    ffn_out = ffn_output_matmuls(graph)
     return ffn_out[: (len(ffn_out) + 1) // 2]
 
 
