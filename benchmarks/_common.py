@@ -61,7 +61,13 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
+    units = [
+        name
+        for name, check in (("AVX-512", "_is_avx512_supported"), ("AMX", "_is_amx_tile_supported"))
+        if callable(getattr(torch.cpu, check, None)) and getattr(torch.cpu, check)()
+    ]
+    matrix = f" ({', '.join(units)})" if units else ""
+    return f"{cpu}{matrix}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
 
 
 @dataclass

@@ -26,6 +26,7 @@ SECTION_START = "<!-- fast_quality.py:start -->"
 SECTION_END = "<!-- fast_quality.py:end -->"
 
 CONFIGS: list[tuple[str, dict[str, Any]]] = [
+    ('backend="torch", dtype="bfloat16"', {"backend": "torch", "dtype": "bfloat16"}),
     ('backend="onnx-int8"', {"backend": "onnx-int8"}),
     (
         'backend="onnx-int8", cascade_top_k=20, cascade_max_length=96',

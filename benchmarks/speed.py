@@ -398,6 +398,12 @@ def main() -> None:
         )
     xr += [
         xrerank_system(
+            'xrerank, backend="torch", dtype="bfloat16"',
+            "torch with bfloat16 weights: its matmuls run on the CPU's AMX units where it has them",
+            backend="torch",
+            dtype="bfloat16",
+        ),
+        xrerank_system(
             'xrerank, backend="onnx"', "onnxruntime float32, fused graph (what `auto` picks on CPU)", backend="onnx"
         ),
         xrerank_system(

@@ -3,7 +3,7 @@
 ``speed.py`` interleaves every system in one process; this measures one alone, so no other
 library's idle threads share the CPU with it. Run it once per system and compare:
 
-    for s in seed onnx-int8 onnx-int8-one-session; do
+    for s in seed torch-bfloat16 onnx-int8 onnx-int8-one-session; do
         .venv/bin/python benchmarks/speed_isolated.py scifact 12 $s
     done
 """
@@ -27,6 +27,14 @@ def main() -> None:
     queries = (scifact(n, ROOT / "build" / "chroma") if which == "scifact" else dl19(n))[0]
     if system == "seed":
         run = seed_model(192)
+    elif system == "torch-bfloat16":
+        from xrerank_core import Reranker
+
+        bf16 = Reranker(str(MODEL), backend="torch", dtype="bfloat16", long_documents="truncate")
+
+        def run(query: str, texts: list[str]) -> list[float]:
+            return [r.score for r in bf16.rerank(query, texts)]
+
     else:
         from xrerank_core import Reranker
         from xrerank_core._backends._onnx import OnnxScorer

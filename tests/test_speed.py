@@ -6,6 +6,7 @@ quantiser) into this session's cache folder (conftest) and run them with onnxrun
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import subprocess
@@ -17,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from conftest import FakeScorer
 
 from xrerank_core import ConfigError, MissingDependencyError, Reranker, RerankerConfig, ScoringError
 from xrerank_core._backends._onnx import OnnxScorer, onnx_cache_root, onnx_installed
-from xrerank_core._backends._torch import TorchScorer
+from xrerank_core._backends._torch import TorchScorer, cpu_has_matrix_units
 from xrerank_core._engine import Ranking
 
 needs_onnx = pytest.mark.skipif(not onnx_installed(), reason="onnxruntime and onnx are not installed")
@@ -88,6 +90,34 @@ def test_auto_picks_onnx_float32_on_cpu(tiny_bert: str) -> None:
     rr = Reranker(tiny_bert, device="cpu")
     assert isinstance(rr.scorer, OnnxScorer) and not rr.scorer.quantized
     assert isinstance(Reranker(tiny_bert, device="cpu", dtype="bfloat16").scorer, TorchScorer)
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    return {f for line in text.splitlines() if line.startswith("flags") for f in line.split(":", 1)[1].split()}
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="reads the CPU flags from /proc/cpuinfo (Linux)")
+def test_matrix_unit_check_agrees_with_the_cpu_flags() -> None:
+    flags = _cpu_flags()
+    assert cpu_has_matrix_units("bfloat16") == bool({"amx_bf16", "avx512_bf16"} & flags)
+    assert cpu_has_matrix_units("float32") is True
+
+
+def test_bfloat16_on_cpu_ranks_like_float32(tiny_bert: str, caplog: pytest.LogCaptureFixture) -> None:
+    fp32 = Reranker(tiny_bert, backend="torch", device="cpu")
+    with caplog.at_level(logging.WARNING, logger="xrerank_core"):
+        bf16 = Reranker(tiny_bert, backend="torch", device="cpu", dtype="bfloat16")
+    weights = next(bf16.scorer._model.model.parameters())  # type: ignore[attr-defined]
+    assert weights.dtype == torch.bfloat16
+    warned = any("emulates" in r.getMessage() for r in caplog.records)
+    assert warned == (cpu_has_matrix_units("bfloat16") is False)
+    a, b = fp32.score(QUERY, DOCS), bf16.score(QUERY, DOCS)
+    assert a != b  # bfloat16 keeps 8 bits of mantissa: not the same numbers
+    assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 0.05 * (max(a) - min(a)) + 0.02
 
 
 @needs_onnx

@@ -59,6 +59,33 @@ def test_tiny_training_run(tmp_path: Path, tiny_bert: str) -> None:
     assert scores[0] > scores[1]
 
 
+def test_bf16_training_learns_and_saves_float32_weights(tmp_path: Path, tiny_bert: str) -> None:
+    config = TrainConfig(
+        base=tiny_bert,
+        data=str(_pairs(tmp_path / "pairs.jsonl")),
+        output=str(tmp_path / "out"),
+        max_steps=40,
+        batch_size=8,
+        learning_rate=5e-3,
+        head_learning_rate=5e-3,
+        warmup_ratio=0.0,
+        hard_negatives=2,
+        max_length=32,
+        eval_steps=5,
+        device="cpu",
+        bf16=True,
+    )
+    result = train(config)
+    losses = [loss for _, loss in result.losses]
+    assert sum(losses[-3:]) / 3 < sum(losses[:2]) / 2 - 0.1  # it learned under autocast
+    assert json.loads((tmp_path / "out" / "training.json").read_text())["config"]["bf16"] is True
+    saved = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert saved.get("dtype", saved.get("torch_dtype")) in (None, "float32")  # master weights stay float32
+    rr = Reranker(str(tmp_path / "out"), device="cpu")
+    scores = rr.score("about mango", ["this text is about mango and more", "this is lemon"])
+    assert scores[0] > scores[1]
+
+
 def test_bad_training_input(tmp_path: Path, tiny_bert: str) -> None:
     with pytest.raises(ConfigError):
         TrainConfig(base=tiny_bert, data="x", output="y", batch_size=0)

@@ -46,7 +46,9 @@ class RerankerConfig:
             installed, else ``"torch"`` (never int8, which changes scores).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"``.
         dtype: Weights' precision: ``"auto"`` (float32 on CPU and MPS, float16 on CUDA),
-            ``"float32"``, ``"float16"`` or ``"bfloat16"``.
+            ``"float32"``, ``"float16"`` or ``"bfloat16"``. On a CPU with AMX, ``"bfloat16"``
+            with ``backend="torch"`` is the fastest CPU path (scores move slightly); on a CPU
+            without it, bfloat16 is emulated and slower than float32.
         max_length: Tokens per (query, document) pair. ``None`` uses the model's own
             limit (at most 512); a larger value is capped at the model's limit.
         batch_size: Most pairs per forward pass. ``None`` (the default): the backend's

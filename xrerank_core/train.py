@@ -102,6 +102,9 @@ class TrainConfig:
         keep_checkpoints: Keep ``output/checkpoints`` after training (deleted by default:
             the output folder then holds only the model and its card).
         device: Device for training (``None``: the trainer's choice).
+        bf16: Mixed precision: bfloat16 matmuls under torch autocast, float32 master weights.
+            Several times faster on CUDA and on CPUs with AMX (Intel Sapphire Rapids and later);
+            slower than float32 on a CPU without bfloat16 units.
     """
 
     base: str
@@ -135,6 +138,7 @@ class TrainConfig:
     resume: bool = False
     keep_checkpoints: bool = False
     device: str | None = None
+    bf16: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -615,6 +619,12 @@ def train(config: TrainConfig) -> TrainResult:
         package = "sentence-transformers[train]"
         raise missing_dependency(package, "train", exc) from exc
 
+    on_cpu = config.device == "cpu" or (config.device is None and not torch.cuda.is_available())
+    if config.bf16 and on_cpu:
+        from xrerank_core._backends._torch import cpu_has_matrix_units
+
+        if cpu_has_matrix_units("bfloat16") is False:
+            logger.warning("bf16 on a CPU without AMX / AVX-512 BF16 units: slower than float32 training")
     set_seed(config.seed)
     rng = random.Random(config.seed)
     output = Path(config.output)
@@ -692,6 +702,7 @@ def train(config: TrainConfig) -> TrainResult:
         disable_tqdm=not sys.stderr.isatty(),
         dataloader_drop_last=True,
         use_cpu=config.device == "cpu",
+        bf16=config.bf16,
     )
     trainer = CrossEncoderTrainer(
         model=model,

@@ -20,7 +20,7 @@ from xrerank_core._exceptions import (
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder
 
-__all__ = ["TorchScorer", "resolve_device"]
+__all__ = ["TorchScorer", "cpu_has_matrix_units", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +129,27 @@ def _model_limit(model: CrossEncoder) -> int:
     return min(reasonable) if reasonable else 512
 
 
+def cpu_has_matrix_units(dtype: str) -> bool | None:
+    """Whether this CPU multiplies ``dtype`` matrices in hardware (``None``: torch cannot tell).
+
+    bfloat16 needs AMX or AVX-512 BF16 (Intel Sapphire Rapids and later, AMD Zen 4 and later);
+    float16 needs AMX-FP16. Without them oneDNN converts to float32 and back around every
+    matmul, which is slower than float32 alone.
+    """
+    import torch
+
+    checks = {
+        "bfloat16": ("_is_amx_tile_supported", "_is_avx512_bf16_supported"),
+        "float16": ("_is_amx_fp16_supported",),
+    }.get(dtype)
+    if checks is None:
+        return True
+    found = [getattr(torch.cpu, name, None) for name in checks]
+    if not any(callable(f) for f in found):
+        return None
+    return any(bool(f()) for f in found if callable(f))
+
+
 class TorchScorer:
     """Scores pairs with a sentence-transformers ``CrossEncoder`` under ``torch.inference_mode``.
 
@@ -177,6 +198,13 @@ class TorchScorer:
         elif _looks_like_path(model):
             msg = f"no folder at {model!r}; pass the folder a cross-encoder was saved to, or a hub id"
             raise ModelNotFoundError(msg)
+        if self.device == "cpu" and cpu_has_matrix_units(dtype) is False:
+            logger.warning(
+                "dtype=%r on a CPU without %s units: torch emulates it, usually slower than float32. "
+                "Use dtype='float32', or backend='onnx-int8' for a faster CPU path",
+                dtype,
+                "AMX / AVX-512 BF16" if dtype == "bfloat16" else "AMX-FP16",
+            )
         model_kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
         if not allow_pickle:
             model_kwargs["use_safetensors"] = True
