@@ -227,6 +227,24 @@ def test_onnx_sessions_side_by_side_score_like_one_session(tiny_bert: str) -> No
 
 
 @needs_onnx
+def test_workers_reach_the_onnx_sessions_through_the_config(tiny_bert: str) -> None:
+    one = Reranker(tiny_bert, backend="onnx", workers=1)
+    two = Reranker(tiny_bert, backend="onnx", workers=2)
+    assert isinstance(one.scorer, OnnxScorer) and isinstance(two.scorer, OnnxScorer)
+    assert (one.scorer.workers, two.scorer.workers) == (1, 2)  # not one shared scorer
+    assert Reranker(tiny_bert, backend="onnx", workers=2).scorer is two.scorer
+    assert two.score(QUERY, DOCS) == pytest.approx(one.score(QUERY, DOCS), abs=1e-6)
+    cascade = Reranker(tiny_bert, backend="torch", cascade_top_k=2, cascade_backend="onnx-int8", workers=1)
+    cheap = cascade._cascade
+    assert cheap is not None
+    assert isinstance(cheap.scorer, OnnxScorer) and cheap.scorer.workers == 1
+    with pytest.raises(ConfigError, match="workers must be a positive integer"):
+        Reranker(tiny_bert, backend="onnx", workers=0)
+    with pytest.raises(ConfigError, match="backend='torch' has none"):
+        Reranker(tiny_bert, backend="torch", workers=2)
+
+
+@needs_onnx
 def test_int8_keeps_early_ffn_outputs_in_float32_and_scores_each_pair_alone(minilm_cross_encoder: str) -> None:
     import onnx
 

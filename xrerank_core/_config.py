@@ -85,6 +85,11 @@ class RerankerConfig:
         cascade_max_length: Tokens the cheaper scorer reads of each (query, document)
             pair: the first window only, cut there (no MaxP), so its pass costs about this
             share of a full one. ``None`` (the default): the same windows as this model.
+        workers: ONNX backends on CPU: onnxruntime sessions that score batches side by side,
+            one thread each. ``None`` (the default): one per physical core. With several
+            processes on one machine (gunicorn workers, Ray replicas), give each
+            ``cores // processes`` so they do not oversubscribe the cores. Other backends
+            ignore it (naming ``backend="torch"`` or ``"http"`` with it is an error).
     """
 
     model: str = DEFAULT_MODEL
@@ -109,6 +114,7 @@ class RerankerConfig:
     cascade_backend: str = "onnx-int8"
     cascade_model: str | None = None
     cascade_max_length: int | None = None
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         """Validate every field; raise :class:`ConfigError` naming the bad one."""
@@ -152,6 +158,14 @@ class RerankerConfig:
             msg = f"cache_size must be an integer >= 0 (0 turns the cache off), got {self.cache_size!r}"
             raise ConfigError(msg)
         _positive_int("cascade_top_k", self.cascade_top_k, allow_none=True)
+        _positive_int("workers", self.workers, allow_none=True)
+        onnx_cascade = self.cascade_top_k is not None and self.cascade_backend.startswith("onnx")
+        if self.workers is not None and self.backend in ("torch", "http") and not onnx_cascade:
+            msg = (
+                f"workers sets how many onnxruntime sessions run side by side; backend={self.backend!r} has none. "
+                "Use backend='onnx' or 'onnx-int8', or leave workers unset (torch: threads via torch.set_num_threads)"
+            )
+            raise ConfigError(msg)
         if self.cascade_backend not in _BACKENDS:
             msg = f"cascade_backend must be one of {', '.join(_BACKENDS)}; got {self.cascade_backend!r}"
             raise ConfigError(msg)

@@ -238,7 +238,13 @@ class Reranker:
         return Reranker(
             cheap_model,
             config=replace(
-                c, cascade_top_k=None, cascade_max_length=None, fusion="none", max_length=short or self.max_length
+                c,
+                backend=c.cascade_backend,
+                cascade_top_k=None,
+                cascade_max_length=None,
+                fusion="none",
+                max_length=short or self.max_length,
+                workers=c.workers if c.cascade_backend.startswith("onnx") else None,
             ),
             backend=c.cascade_backend,
             long_documents="truncate" if short else self.long_documents,

@@ -88,7 +88,8 @@ def get_scorer(config: RerankerConfig) -> Scorer:
     backend = _pick_backend(config.backend, device, dtype)
     if dtype == "auto":
         dtype = "float16" if device.startswith("cuda") else "float32"
-    key = (model_key, backend, device, dtype, config.trust_remote_code, config.allow_pickle)
+    workers = config.workers if backend.startswith("onnx") else None
+    key = (model_key, backend, device, dtype, config.trust_remote_code, config.allow_pickle, workers)
     with _cache_lock:
         scorer = _cache.get(key)
         if scorer is not None:
@@ -133,6 +134,7 @@ def _load(path: str, backend: str, device: str, dtype: str, config: RerankerConf
                 device=device,
                 trust_remote_code=config.trust_remote_code,
                 allow_pickle=config.allow_pickle,
+                workers=config.workers,
             )
         except ModelLoadError as exc:
             # Under "auto", an export that fails falls back to torch; a missing or wrong model does not.

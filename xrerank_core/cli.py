@@ -126,6 +126,13 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--batch-size", type=int, default=None, help="pairs per forward pass (default: 32 on CPU, 128 on CUDA)"
     )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's; 1 on a crowded CPU)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="ONNX backends on CPU: onnxruntime sessions side by side, one thread each (default: one per physical "
+        "core; with N server processes on one machine, cores // N)",
+    )
     p.add_argument("--long-documents", choices=["auto", "maxp", "truncate"], default="auto")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8000)
@@ -185,6 +192,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         batch_size=args.batch_size,
         long_documents=args.long_documents,
+        workers=args.workers,
     )
     run_server(reranker, settings, host=args.host, port=args.port, log_level="info" if args.verbose else "warning")
     return 0
