@@ -246,7 +246,6 @@ class Reranker:
                 max_length=short or self.max_length,
                 workers=c.workers if c.cascade_backend.startswith("onnx") else None,
             ),
-            backend=c.cascade_backend,
             long_documents="truncate" if short else self.long_documents,
         )
 

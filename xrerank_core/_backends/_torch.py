@@ -133,8 +133,8 @@ def cpu_has_matrix_units(dtype: str) -> bool | None:
     """Whether this CPU multiplies ``dtype`` matrices in hardware (``None``: torch cannot tell).
 
     bfloat16 needs AMX or AVX-512 BF16 (Intel Sapphire Rapids and later, AMD Zen 4 and later);
-    float16 needs AMX-FP16. Without them oneDNN converts to float32 and back around every
-    matmul, which is slower than float32 alone.
+    float16 needs AMX-FP16. Without them the reduced precision is emulated, usually more
+    slowly than float32 itself.
     """
     import torch
 
