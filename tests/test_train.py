@@ -118,6 +118,29 @@ def _beir_folder(folder: Path) -> tuple[Path, Path]:
     return folder, folder / "run.txt"
 
 
+def test_dev_evaluator_scores_in_float32_inside_the_trainers_autocast(tiny_bert: str) -> None:
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    from xrerank_core.eval import Candidate
+    from xrerank_core.train import _dev_evaluator, _dev_run, _rerank_ndcg
+
+    rng = random.Random(3)
+    words = [f"{w}{i}" for w in FRUIT for i in range(8)]
+    queries = {f"q{i}": f"tell me about {rng.choice(FRUIT)}" for i in range(12)}
+    candidates = {
+        q: [Candidate(f"{q}-d{j}", " ".join(rng.sample(words, 6)), 1.0 / (j + 1)) for j in range(15)] for q in queries
+    }
+    qrels = {q: {f"{q}-d{j}": 1 for j in rng.sample(range(15), 3)} for q in queries}
+    model = CrossEncoder(tiny_bert, num_labels=1, max_length=32, device="cpu")
+    float32 = _rerank_ndcg(model, queries, qrels, candidates)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16_run = _dev_run(model, queries, candidates)
+        metrics = _dev_evaluator(queries, qrels, candidates)(model)
+    assert bf16_run != _dev_run(model, queries, candidates)  # autocast does move the raw scores
+    assert metrics["dev_ndcg@10"] == pytest.approx(float32, abs=1e-12)
+
+
 def test_training_on_a_beir_folder_keeps_a_dev_split_and_chooses_fusion(tmp_path: Path, tiny_bert: str) -> None:
     folder, run = _beir_folder(tmp_path / "fruit")
     config = TrainConfig(
