@@ -1,4 +1,4 @@
-"""One system per process: pairs/s of the seed recipe or an xrerank ONNX backend, with nothing else loaded.
+"""One system per process: pairs/s of the seed recipe or one xrerank configuration, with nothing else loaded.
 
 ``speed.py`` interleaves every system in one process; this measures one alone, so no other
 library's idle threads share the CPU with it. Run it once per system and compare:
@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 import sys
 import time
+from typing import Any
 
 from _common import ROOT
-from speed import MODEL, dl19, scifact, seed_model
+from speed import dl19, scifact, seed_model, xrerank_system
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -27,24 +28,13 @@ def main() -> None:
     queries = (scifact(n, ROOT / "build" / "chroma") if which == "scifact" else dl19(n))[0]
     if system == "seed":
         run = seed_model(192)
-    elif system == "torch-bfloat16":
-        from xrerank_core import Reranker
-
-        bf16 = Reranker(str(MODEL), backend="torch", dtype="bfloat16", long_documents="truncate")
-
-        def run(query: str, texts: list[str]) -> list[float]:
-            return [r.score for r in bf16.rerank(query, texts)]
-
     else:
-        from xrerank_core import Reranker
-        from xrerank_core._backends._onnx import OnnxScorer
-
-        backend = system.removesuffix("-one-session")
-        scorer = OnnxScorer(str(MODEL), quantize=backend == "onnx-int8", workers=1 if system != backend else None)
-        rr = Reranker(scorer, long_documents="truncate")
-
-        def run(query: str, texts: list[str]) -> list[float]:
-            return [r.score for r in rr.rerank(query, texts)]
+        if system == "torch-bfloat16":
+            options: dict[str, Any] = {"backend": "torch", "dtype": "bfloat16"}
+        else:
+            backend = system.removesuffix("-one-session")
+            options = {"backend": backend, "workers": 1 if system != backend else None}
+        run = xrerank_system(system, "", **options)[2]
 
     run(queries[0].text, queries[0].texts)  # untimed warm-up
     start, pairs = time.perf_counter(), 0

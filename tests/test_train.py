@@ -6,6 +6,7 @@ import dataclasses
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,8 +30,9 @@ def _pairs(path: Path) -> Path:
     return path
 
 
-def test_tiny_training_run(tmp_path: Path, tiny_bert: str) -> None:
-    config = TrainConfig(
+def _tiny_run(tmp_path: Path, tiny_bert: str, **options: Any) -> TrainConfig:
+    """40 steps on the fruit pairs, with a learning rate high enough to learn them."""
+    return TrainConfig(
         base=tiny_bert,
         data=str(_pairs(tmp_path / "pairs.jsonl")),
         output=str(tmp_path / "out"),
@@ -43,8 +45,12 @@ def test_tiny_training_run(tmp_path: Path, tiny_bert: str) -> None:
         max_length=32,
         eval_steps=5,
         device="cpu",
+        **options,
     )
-    result = train(config)
+
+
+def test_tiny_training_run(tmp_path: Path, tiny_bert: str) -> None:
+    result = train(_tiny_run(tmp_path, tiny_bert))
     assert result.steps == 40
     losses = [loss for _, loss in result.losses]
     assert len(losses) == 8
@@ -60,22 +66,7 @@ def test_tiny_training_run(tmp_path: Path, tiny_bert: str) -> None:
 
 
 def test_bf16_training_learns_and_saves_float32_weights(tmp_path: Path, tiny_bert: str) -> None:
-    config = TrainConfig(
-        base=tiny_bert,
-        data=str(_pairs(tmp_path / "pairs.jsonl")),
-        output=str(tmp_path / "out"),
-        max_steps=40,
-        batch_size=8,
-        learning_rate=5e-3,
-        head_learning_rate=5e-3,
-        warmup_ratio=0.0,
-        hard_negatives=2,
-        max_length=32,
-        eval_steps=5,
-        device="cpu",
-        bf16=True,
-    )
-    result = train(config)
+    result = train(_tiny_run(tmp_path, tiny_bert, bf16=True))
     losses = [loss for _, loss in result.losses]
     assert sum(losses[-3:]) / 3 < sum(losses[:2]) / 2 - 0.1  # it learned under autocast
     assert json.loads((tmp_path / "out" / "training.json").read_text())["config"]["bf16"] is True
