@@ -258,3 +258,101 @@ def test_weak_sentences_and_a_saved_run_train_the_same_groups_elsewhere(tmp_path
     assert Reranker(str(tmp_path / "out"), device="cpu").score("harvest", ["apple crop"])
     with pytest.raises(ConfigError, match="mine_only needs save_run"):
         dataclasses.replace(config, save_run=None)
+
+
+def test_split_seed_fixes_the_dev_queries_whatever_the_training_seed(tmp_path: Path) -> None:
+    from xrerank_core.eval import load_dataset
+    from xrerank_core.train import _dev_split
+
+    folder, _ = _beir_folder(tmp_path / "fruit")
+    ds = load_dataset(str(folder), split="train")
+
+    def dev(seed: int, split_seed: int | None = None) -> list[str]:
+        config = TrainConfig(base="b", data=str(folder), output="o", dev_queries=6, seed=seed, split_seed=split_seed)
+        return _dev_split(config, ds, random.Random(seed))[0]
+
+    assert dev(1, 7) == dev(2, 7) == dev(7)  # the split seed alone decides, and matches a run seeded with it
+    assert dev(1) != dev(2)  # without it, the training seed does (the shipped model's recipe)
+
+
+def _fruit_run(tmp_path: Path, tiny_bert: str, name: str, **options: Any) -> TrainConfig:
+    folder, run = (tmp_path / "fruit", tmp_path / "fruit" / "run.txt")
+    if not folder.exists():
+        _beir_folder(folder)
+    return TrainConfig(
+        base=tiny_bert,
+        data=str(folder),
+        output=str(tmp_path / name),
+        run_file=str(run),
+        dev_queries=6,
+        dev_candidates=10,
+        negative_ranks=(0, 14),
+        hard_negatives=2,
+        max_steps=4,
+        batch_size=4,
+        eval_steps=2,
+        max_length=32,
+        learning_rate=1e-3,
+        device="cpu",
+        **options,
+    )
+
+
+def test_average_of_two_runs_is_the_mean_of_their_weights_and_is_chosen_on_their_dev_split(
+    tmp_path: Path, tiny_bert: str
+) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    from xrerank_core.cli import main
+    from xrerank_core.train import average_models
+
+    a = _fruit_run(tmp_path, tiny_bert, "a", seed=1, split_seed=5)
+    b = _fruit_run(tmp_path, tiny_bert, "b", seed=2, split_seed=5, dev_depths=(14,))
+    ra, rb = train(a), train(b)
+    assert ra.dev_first_stage == rb.dev_first_stage  # the same held-out queries
+    assert main(["average", "--output", str(tmp_path / "avg"), a.output, b.output, "--device", "cpu"]) == 0
+
+    wa, wb = load_file(f"{a.output}/model.safetensors"), load_file(f"{b.output}/model.safetensors")
+    avg = load_file(str(tmp_path / "avg" / "model.safetensors"))
+    assert avg.keys() == wa.keys()
+    moved = [k for k in wa if wa[k].is_floating_point() and not bool((wa[k] == wb[k]).all())]
+    assert moved  # the two runs did end apart
+    for key in moved:
+        assert bool(((avg[key] - (wa[key] + wb[key]) / 2).abs() < 1e-6).all()), key
+    record = json.loads((tmp_path / "avg" / "training.json").read_text())
+    assert record["average_of"] == [a.output, b.output] and record["float16"] is False
+    chosen = json.loads((tmp_path / "avg" / "xrerank.json").read_text())
+    assert list(chosen["dev_ndcg@10_by_candidates"]) == ["10", "14"]  # both runs' dev depths
+    assert chosen["fusion_weight"] == record["result"]["fusion_weight"]
+    card = (tmp_path / "avg" / "README.md").read_text()
+    assert "xrerank average --output" in card and "seed 2" in card
+    scores = Reranker(str(tmp_path / "avg"), device="cpu", fusion="zscore").score("about pear", ["pear", "plum"])
+    assert len(scores) == 2
+
+    # float16 on request, and no dev choice when asked not to
+    average_models([a.output, b.output], str(tmp_path / "half"), choose_on_dev=False, save_half=True)
+    assert torch.float16 in {t.dtype for t in load_file(str(tmp_path / "half" / "model.safetensors")).values()}
+    assert not (tmp_path / "half" / "xrerank.json").exists()
+
+    # a run held out other dev queries: choosing on "the" dev split would judge on training queries
+    c = dataclasses.replace(_fruit_run(tmp_path, tiny_bert, "c", seed=3), max_steps=1)
+    train(c)
+    with pytest.raises(InputError, match="different dev splits"):
+        average_models([a.output, c.output], str(tmp_path / "bad"))
+    with pytest.raises(InputError, match="at least two"):
+        average_models([a.output], str(tmp_path / "bad"))
+
+
+def test_average_refuses_models_that_do_not_match(tmp_path: Path, tiny_bert: str) -> None:
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from xrerank_core.train import average_models
+
+    other = tmp_path / "wider"
+    config = BertConfig(vocab_size=120, hidden_size=48, num_hidden_layers=1, num_attention_heads=2)
+    BertForSequenceClassification(config).save_pretrained(other)
+    with pytest.raises(InputError, match="does not have the weights"):
+        average_models([tiny_bert, str(other)], str(tmp_path / "out"), choose_on_dev=False)
+    with pytest.raises(InputError, match=r"no model\.safetensors"):
+        average_models([tiny_bert, str(tmp_path)], str(tmp_path / "out"), choose_on_dev=False)

@@ -2,6 +2,7 @@
 
 xrerank rerank --model M --query Q [FILE]     rank the lines of FILE (or stdin)
 xrerank train  --base B --data D --output O   fine-tune a cross-encoder
+xrerank average --output O M1 M2 ...          average the weights of cross-encoders trained from one model
 xrerank eval   --dataset D [--model M | --no-rerank] [--first-stage S] [--candidates 100]
                [--top-n 10] [--queries N] [--output DIR]
                                               quality before/after reranking, latency, memory
@@ -20,6 +21,7 @@ import logging
 import sys
 import typing
 from collections.abc import Sequence
+from pathlib import Path
 
 from xrerank_core._config import DEFAULT_MODEL
 from xrerank_core._exceptions import ConfigError, XRerankError, missing_dependency
@@ -104,6 +106,42 @@ def _run_train(args: argparse.Namespace) -> int:
         sys.stdout.write(f"mined {result.train_groups} training groups; rankings written to {args.save_run}\n")
         return 0
     sys.stdout.write((result.output / "README.md").read_text(encoding="utf-8"))
+    return 0
+
+
+def _add_average(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "average",
+        help="average the weights of cross-encoders fine-tuned from one starting point (a model soup)",
+        description="Average the weights of two or more cross-encoders trained from the same model (e.g. "
+        "`xrerank train` runs that differ in seed or epochs). When they share a dev split, long_documents, the "
+        "depth and the fusion weight are chosen for the average on it, as `xrerank train` does.",
+    )
+    p.add_argument("models", nargs="+", help="model folders or bundled names (two or more)")
+    p.add_argument("--output", required=True, help="folder for the averaged model")
+    p.add_argument(
+        "--choose-on-dev",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="choose long_documents, depth and fusion weight on the models' shared dev split",
+    )
+    p.add_argument("--device", default=None, help="device for the dev scoring")
+    p.add_argument(
+        "--save-half",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="save in float16 (default: when every input is float16)",
+    )
+    p.set_defaults(func=_run_average)
+
+
+def _run_average(args: argparse.Namespace) -> int:
+    from xrerank_core.train import average_models
+
+    average_models(
+        args.models, args.output, choose_on_dev=args.choose_on_dev, device=args.device, save_half=args.save_half
+    )
+    sys.stdout.write((Path(args.output) / "README.md").read_text(encoding="utf-8"))
     return 0
 
 
@@ -229,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_rerank(sub)
     _add_train(sub)
+    _add_average(sub)
     from xrerank_core.eval._cli import add_eval_parser  # light: heavy imports happen when eval runs
 
     add_eval_parser(sub)

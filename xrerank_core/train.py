@@ -49,7 +49,7 @@ from xrerank_core.eval import (
 if TYPE_CHECKING:
     from xrerank_core._engine import Reranker
 
-__all__ = ["TrainConfig", "TrainResult", "choose_fusion_weight", "select_fusion", "train"]
+__all__ = ["TrainConfig", "TrainResult", "average_models", "choose_fusion_weight", "select_fusion", "train"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +97,10 @@ class TrainConfig:
         warmup_ratio: Share of steps with a rising learning rate.
         eval_steps: Evaluate on dev (and checkpoint) every this many steps.
         seed: Seeds Python, numpy, torch and the data order.
+        split_seed: Seeds the choice of dev queries alone (``None``: ``seed``). Runs that differ
+            only in ``seed`` then hold out the same dev queries, so their dev numbers compare,
+            and their weights can be averaged (``xrerank average``) and the average chosen on
+            that dev split too.
         save_half: Save the final weights in float16 (half the size; loaded as float32 on CPU).
         resume: Resume from the newest checkpoint in ``output/checkpoints``.
         keep_checkpoints: Keep ``output/checkpoints`` after training (deleted by default:
@@ -135,6 +139,7 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     eval_steps: int = 100
     seed: int = 42
+    split_seed: int | None = None
     save_half: bool = False
     resume: bool = False
     keep_checkpoints: bool = False
@@ -490,7 +495,13 @@ def _engine_run(
 
 
 def _dev_split(config: TrainConfig, ds: EvalDataset, rng: random.Random) -> tuple[list[str], list[str]]:
-    """Dev and train query ids: a shuffle of the judged queries, the first use of the run's seeded ``rng``."""
+    """Dev and train query ids: a shuffle of the judged queries.
+
+    It is the first use of the run's seeded ``rng``, unless ``config.split_seed`` differs from
+    ``config.seed``: the shuffle then has its own generator and ``rng`` is left untouched.
+    """
+    if config.split_seed is not None and config.split_seed != config.seed:
+        rng = random.Random(config.split_seed)
     qids = sorted(q for q in ds.qrels if q in ds.queries)
     rng.shuffle(qids)
     return sorted(qids[: config.dev_queries]), qids[config.dev_queries :]
@@ -820,3 +831,176 @@ def _cli_args(config: TrainConfig) -> list[str]:
         else:
             out.append(f"{flag} {value}")
     return out
+
+
+# -- weight averaging -------------------------------------------------------------
+
+_WEIGHTS = "model.safetensors"
+_NOT_COPIED = {_WEIGHTS, "README.md", "training.json", "xrerank.json"}
+_SPLIT_KEYS = ("data", "split", "dev_queries")
+
+
+def _split_of(config: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What fixes a recorded run's dev queries: its data, split, dev size and split seed."""
+    seed = config.get("split_seed")
+    return (*(config.get(k) for k in _SPLIT_KEYS), config.get("seed") if seed is None else seed)
+
+
+def average_models(
+    models: Sequence[str],
+    output: str,
+    *,
+    choose_on_dev: bool = True,
+    device: str | None = None,
+    save_half: bool | None = None,
+) -> dict[str, Any]:
+    """Average the weights of cross-encoders fine-tuned from one starting point (a uniform "model soup").
+
+    Runs that start from the same model and differ in seed, epochs or negatives end in one
+    basin of the loss; the average of their weights usually ranks better than each of them,
+    at the cost of one model (Wortsman et al., 2022, "Model soups", arXiv:2203.05482).
+
+    Args:
+        models: Two or more model folders (or bundled short names) with ``model.safetensors``,
+            the same architecture and the same tokenizer.
+        output: Folder for the averaged model; its tokenizer and config come from ``models[0]``.
+        choose_on_dev: When every model was trained by :func:`train` on one dev split (same
+            data, split, ``dev_queries`` and split seed, read from each ``training.json``),
+            choose ``long_documents``, the depth and the fusion weight on that split for the
+            average, as :func:`train` does, and record them in ``xrerank.json``.
+        device: Device for that dev scoring (``None``: the engine's choice).
+        save_half: Save in float16 (``None``: float16 when every input is float16).
+
+    Returns:
+        The record written to ``output/training.json``.
+
+    Raises:
+        InputError: Fewer than two models, a missing weights file, or weights that do not match.
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from xrerank_core._models import resolve_model
+
+    if len(models) < 2:
+        msg = f"averaging needs at least two models, got {len(models)}"
+        raise InputError(msg)
+    folders = [Path(resolve_model(m)) for m in models]
+    states = []
+    for folder in folders:
+        if not (folder / _WEIGHTS).is_file():
+            msg = f"{folder} has no {_WEIGHTS} (a sentence-transformers cross-encoder folder is needed)"
+            raise InputError(msg)
+        states.append(load_file(str(folder / _WEIGHTS)))
+    first = states[0]
+    for folder, state in zip(folders[1:], states[1:], strict=True):
+        if state.keys() != first.keys() or any(state[k].shape != first[k].shape for k in first):
+            msg = f"{folder} does not have the weights of {folders[0]} (another architecture or size)"
+            raise InputError(msg)
+        a, b = folders[0] / "tokenizer.json", folder / "tokenizer.json"
+        if a.is_file() and b.is_file() and a.read_bytes() != b.read_bytes():
+            msg = f"{folder} has another tokenizer than {folders[0]}"
+            raise InputError(msg)
+    half = all(t.dtype == torch.float16 for s in states for t in s.values() if t.is_floating_point())
+    if save_half is not None:
+        half = save_half
+    averaged = {}
+    for key, tensor in first.items():
+        if not tensor.is_floating_point():
+            averaged[key] = tensor.clone()  # e.g. position ids: identical, not averaged
+            continue
+        mean = torch.stack([s[key].to(torch.float32) for s in states]).mean(dim=0)
+        averaged[key] = mean.to(torch.float16 if half else torch.float32).contiguous()
+
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    for f in folders[0].iterdir():
+        if f.is_file() and f.name not in _NOT_COPIED:
+            shutil.copy2(f, out / f.name)
+    save_file(averaged, str(out / _WEIGHTS), metadata={"format": "pt"})
+    logger.info("averaged %d models into %s", len(folders), out)
+
+    records = []
+    for folder in folders:
+        path = folder / "training.json"
+        records.append(json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None)
+    record: dict[str, Any] = {
+        "average_of": [str(m) for m in models],
+        "ingredients": records,
+        "float16": half,
+        "result": {},
+    }
+    configs = [r.get("config") if isinstance(r, dict) else None for r in records]
+    if choose_on_dev:
+        if not all(isinstance(c, dict) for c in configs):
+            logger.warning("not every model has a training.json from xrerank train: no dev choice for the average")
+        elif len({_split_of(c) for c in configs if c is not None}) != 1:
+            msg = (
+                "the models were trained with different dev splits (data, split, dev_queries or split seed): "
+                "a choice on one of them would be judged on another's training queries; pass choose_on_dev=False"
+            )
+            raise InputError(msg)
+        else:
+            recorded = configs[0]
+            assert recorded is not None
+            depths = sorted({d for c in configs if c is not None for d in c.get("dev_depths", ())})
+            fields = {f for f in TrainConfig.__dataclass_fields__ if f in recorded}
+            values = {k: recorded[k] for k in fields}
+            values.update(
+                output=str(out),
+                negative_ranks=tuple(values.get("negative_ranks", (3, 50))),
+                dev_depths=tuple(depths),
+                device=device if device is not None else values.get("device"),
+                extra={},
+            )
+            config = TrainConfig(**values)
+            weight, table = select_fusion(str(out), config)
+            chosen = json.loads((out / "xrerank.json").read_text(encoding="utf-8"))
+            record["result"] = {
+                "fusion_weight": weight,
+                "dev_fused": table[weight],
+                "long_documents": chosen["long_documents"],
+                "candidates": chosen["candidates"],
+                "dev_ndcg@10_by_candidates": chosen["dev_ndcg@10_by_candidates"],
+            }
+    (out / "training.json").write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    _write_average_card(out, models, record)
+    return record
+
+
+def _write_average_card(out: Path, models: Sequence[str], record: Mapping[str, Any]) -> None:
+    lines = [
+        "---",
+        "library_name: sentence-transformers",
+        "pipeline_tag: text-ranking",
+        "tags: [cross-encoder, reranker, xrerank]",
+        "---",
+        "# Cross-encoder averaged by `xrerank average`",
+        "",
+        f"The element-wise mean of the weights of {len(models)} cross-encoders"
+        f" ({'float16' if record['float16'] else 'float32'}):",
+        "",
+    ]
+    for model, ingredient in zip(models, record["ingredients"], strict=True):
+        summary = ""
+        if isinstance(ingredient, dict) and isinstance(ingredient.get("config"), dict):
+            c, r = ingredient["config"], ingredient.get("result", {})
+            summary = (
+                f": from `{c.get('base')}`, {r.get('steps')} steps, lr {c.get('learning_rate')}, seed {c.get('seed')}"
+            )
+            if r.get("dev_final") is not None:
+                summary += f", dev nDCG@10 alone {r['dev_final']:.4f}"
+        lines.append(f"- `{model}`{summary}")
+    result = record["result"]
+    if result:
+        lines += ["", "Chosen on the ingredients' dev split (nDCG@10):", ""]
+        for depth, row in result["dev_ndcg@10_by_candidates"].items():
+            lines.append(
+                f"- top-{depth}: alone {row['alone']:.4f}, fused {row['fused']:.4f} (weight {row['fusion_weight']:.2f})"
+            )
+        lines.append(
+            f"- recorded in `xrerank.json`: long_documents={result['long_documents']!r}, "
+            f"candidates={result['candidates']}, fusion weight {result['fusion_weight']:.2f}"
+        )
+    lines += ["", "Rebuild:", "", "```bash", f"xrerank average --output {out} " + " ".join(models), "```", ""]
+    (out / "README.md").write_text("\n".join(lines), encoding="utf-8")
