@@ -331,6 +331,11 @@ def test_average_of_two_runs_is_the_mean_of_their_weights_and_is_chosen_on_their
     assert len(scores) == 2
 
     # float16 on request, and no dev choice when asked not to
+    average_models([a.output, b.output], str(tmp_path / "deep"), dev_depths=[12], device="cpu")
+    assert list(json.loads((tmp_path / "deep" / "xrerank.json").read_text())["dev_ndcg@10_by_candidates"]) == [
+        "10",
+        "12",
+    ]
     average_models([a.output, b.output], str(tmp_path / "half"), choose_on_dev=False, save_half=True)
     assert torch.float16 in {t.dtype for t in load_file(str(tmp_path / "half" / "model.safetensors")).values()}
     assert not (tmp_path / "half" / "xrerank.json").exists()

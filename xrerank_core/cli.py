@@ -127,6 +127,14 @@ def _add_average(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     p.add_argument("--device", default=None, help="device for the dev scoring")
     p.add_argument(
+        "--dev-depths",
+        type=int,
+        nargs="*",
+        default=None,
+        metavar="K",
+        help="deeper first-stage cuts tried on dev (default: every depth the runs tried)",
+    )
+    p.add_argument(
         "--save-half",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -139,7 +147,12 @@ def _run_average(args: argparse.Namespace) -> int:
     from xrerank_core.train import average_models
 
     average_models(
-        args.models, args.output, choose_on_dev=args.choose_on_dev, device=args.device, save_half=args.save_half
+        args.models,
+        args.output,
+        choose_on_dev=args.choose_on_dev,
+        device=args.device,
+        save_half=args.save_half,
+        dev_depths=args.dev_depths,
     )
     sys.stdout.write((Path(args.output) / "README.md").read_text(encoding="utf-8"))
     return 0

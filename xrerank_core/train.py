@@ -853,6 +853,7 @@ def average_models(
     choose_on_dev: bool = True,
     device: str | None = None,
     save_half: bool | None = None,
+    dev_depths: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Average the weights of cross-encoders fine-tuned from one starting point (a uniform "model soup").
 
@@ -870,6 +871,8 @@ def average_models(
             average, as :func:`train` does, and record them in ``xrerank.json``.
         device: Device for that dev scoring (``None``: the engine's choice).
         save_half: Save in float16 (``None``: float16 when every input is float16).
+        dev_depths: Deeper first-stage cuts tried on dev, as in :class:`TrainConfig`
+            (``None``: every depth any of the runs tried).
 
     Returns:
         The record written to ``output/training.json``.
@@ -943,7 +946,11 @@ def average_models(
         else:
             recorded = configs[0]
             assert recorded is not None
-            depths = sorted({d for c in configs if c is not None for d in c.get("dev_depths", ())})
+            depths = (
+                sorted({d for c in configs if c is not None for d in c.get("dev_depths", ())})
+                if dev_depths is None
+                else list(dev_depths)
+            )
             fields = {f for f in TrainConfig.__dataclass_fields__ if f in recorded}
             values = {k: recorded[k] for k in fields}
             values.update(
