@@ -109,6 +109,29 @@ def _beir_folder(folder: Path) -> tuple[Path, Path]:
     return folder, folder / "run.txt"
 
 
+def _fruit_run(tmp_path: Path, tiny_bert: str, name: str, **options: Any) -> TrainConfig:
+    folder, run = (tmp_path / "fruit", tmp_path / "fruit" / "run.txt")
+    if not folder.exists():
+        _beir_folder(folder)
+    return TrainConfig(
+        base=tiny_bert,
+        data=str(folder),
+        output=str(tmp_path / name),
+        run_file=str(run),
+        dev_queries=6,
+        dev_candidates=10,
+        negative_ranks=(0, 14),
+        hard_negatives=2,
+        max_steps=4,
+        batch_size=4,
+        eval_steps=2,
+        max_length=32,
+        learning_rate=1e-3,
+        device="cpu",
+        **options,
+    )
+
+
 def test_dev_evaluator_scores_in_float32_inside_the_trainers_autocast(tiny_bert: str) -> None:
     import torch
     from sentence_transformers import CrossEncoder
@@ -133,21 +156,8 @@ def test_dev_evaluator_scores_in_float32_inside_the_trainers_autocast(tiny_bert:
 
 
 def test_training_on_a_beir_folder_keeps_a_dev_split_and_chooses_fusion(tmp_path: Path, tiny_bert: str) -> None:
-    folder, run = _beir_folder(tmp_path / "fruit")
-    config = TrainConfig(
-        base=tiny_bert,
-        data=str(folder),
-        output=str(tmp_path / "out"),
-        run_file=str(run),
-        dev_queries=6,
-        dev_candidates=10,
-        negative_ranks=(0, 14),
-        hard_negatives=2,
-        max_steps=6,
-        batch_size=4,
-        eval_steps=3,
-        max_length=32,
-        device="cpu",
+    config = dataclasses.replace(
+        _fruit_run(tmp_path, tiny_bert, "out"), max_steps=6, eval_steps=3, learning_rate=TrainConfig.learning_rate
     )
     result = train(config)
     assert result.train_groups == 2 * (30 - 6)  # two judged positives per training query
@@ -273,29 +283,6 @@ def test_split_seed_fixes_the_dev_queries_whatever_the_training_seed(tmp_path: P
 
     assert dev(1, 7) == dev(2, 7) == dev(7)  # the split seed alone decides, and matches a run seeded with it
     assert dev(1) != dev(2)  # without it, the training seed does (the shipped model's recipe)
-
-
-def _fruit_run(tmp_path: Path, tiny_bert: str, name: str, **options: Any) -> TrainConfig:
-    folder, run = (tmp_path / "fruit", tmp_path / "fruit" / "run.txt")
-    if not folder.exists():
-        _beir_folder(folder)
-    return TrainConfig(
-        base=tiny_bert,
-        data=str(folder),
-        output=str(tmp_path / name),
-        run_file=str(run),
-        dev_queries=6,
-        dev_candidates=10,
-        negative_ranks=(0, 14),
-        hard_negatives=2,
-        max_steps=4,
-        batch_size=4,
-        eval_steps=2,
-        max_length=32,
-        learning_rate=1e-3,
-        device="cpu",
-        **options,
-    )
 
 
 def test_average_of_two_runs_is_the_mean_of_their_weights_and_is_chosen_on_their_dev_split(

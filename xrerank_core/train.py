@@ -765,6 +765,16 @@ def train(config: TrainConfig) -> TrainResult:
     return result
 
 
+_CARD_FRONT_MATTER = (
+    "---",
+    "library_name: sentence-transformers",
+    "pipeline_tag: text-ranking",
+    "tags: [cross-encoder, reranker, xrerank]",
+    "---",
+)
+"""The Hugging Face model-card header of every card xrerank writes."""
+
+
 def _write_card(config: TrainConfig, result: TrainResult, data_name: str, steps_per_epoch: int) -> None:
     record = {
         "config": asdict(config),
@@ -780,11 +790,7 @@ def _write_card(config: TrainConfig, result: TrainResult, data_name: str, steps_
     first_loss = result.losses[0][1] if result.losses else None
     last_loss = result.losses[-1][1] if result.losses else None
     lines = [
-        "---",
-        "library_name: sentence-transformers",
-        "pipeline_tag: text-ranking",
-        "tags: [cross-encoder, reranker, xrerank]",
-        "---",
+        *_CARD_FRONT_MATTER,
         f"# Cross-encoder fine-tuned by `xrerank train` from `{config.base}`",
         "",
         f"- data: `{data_name}` (split `{config.split}`), {result.train_groups} training groups"
@@ -977,11 +983,7 @@ def average_models(
 
 def _write_average_card(out: Path, models: Sequence[str], record: Mapping[str, Any]) -> None:
     lines = [
-        "---",
-        "library_name: sentence-transformers",
-        "pipeline_tag: text-ranking",
-        "tags: [cross-encoder, reranker, xrerank]",
-        "---",
+        *_CARD_FRONT_MATTER,
         "# Cross-encoder averaged by `xrerank average`",
         "",
         f"The element-wise mean of the weights of {len(models)} cross-encoders"
