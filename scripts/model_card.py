@@ -44,26 +44,6 @@ def _rows(label: str, report: dict[str, Any]) -> list[str]:
     return rows
 
 
-def _averaged_stage(record: dict[str, Any]) -> str:
-    """The stage-2 bullet for a model averaged by ``xrerank average`` from several stage-2 runs."""
-    runs = []
-    for name, ing in zip(record["average_of"], record["ingredients"], strict=True):
-        c, r = ing["config"], ing["result"]
-        runs.append(
-            f"  - `{name}`: {c['epochs']:g} epochs ({r['steps']} steps, {r['seconds'] / 60:.1f} min"
-            f"{', bf16' if c.get('bf16') else ''}), seed {c['seed']}, dev nDCG@10 of its best checkpoint "
-            f"{r['dev_best']:.4f} (alone, through the engine: {r['dev_final']:.4f})"
-        )
-    first = record["ingredients"][0]["config"]
-    return (
-        f"- **stage 2**: {len(runs)} runs from the stage-1 model on the train claims only "
-        f"({record['ingredients'][0]['result']['train_groups']} groups, learning rate {first['learning_rate']:g} "
-        "for all weights, the same 100 dev claims held out: `--split-seed 42`), then **averaged** weight "
-        "by weight by `xrerank average` (a uniform model soup; one model's cost at inference). The weak groups "
-        "were 86 % of stage 1's data; this stage puts the weight back on real claims.\n" + "\n".join(runs)
-    )
-
-
 def main() -> None:
     """Read the records, write ``xrerank_core/models/minilm-scifact/README.md``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -88,16 +68,7 @@ def main() -> None:
         if by_depth
         else ""
     )
-    r1 = s1["result"]
-    if "average_of" in s2:
-        stage2 = _averaged_stage(s2)
-        r2 = {"seconds": sum(i["result"]["seconds"] for i in s2["ingredients"])}
-    else:
-        r2, c2 = s2["result"], s2["config"]
-        stage2 = f"""- **stage 2** ({r2["seconds"] / 60:.1f} min, {r2["steps"]} steps, {c2["epochs"]:g} epochs, on a CPU
-  shared with other jobs): the train claims only ({r2["train_groups"]} groups), learning rate
-  {c2["learning_rate"]:g} for all weights. The weak groups were 86 % of stage 1's data; this stage
-  puts the weight back on real claims. Dev nDCG@10 of the best checkpoint: {r2["dev_best"]:.4f}."""
+    r1, r2, c2 = s1["result"], s2["result"], s2["config"]
     if by_depth:
         # select_fusion re-ran after training: the weight was chosen at the recorded depth.
         chosen = by_depth[str(record["candidates"])]
@@ -152,7 +123,10 @@ machine (2 CPU cores, no GPU). No SciFact *test* claim was used, for training or
   held out as the dev split) plus 5,183 weakly supervised title -> abstract groups from the SciFact
   corpus (each paper's title as the query, its own abstract as the positive); learning rate 7e-5
   (1e-3 for the new head). Dev nDCG@10: first stage {r1["dev_first_stage"]:.4f}, best {r1["dev_best"]:.4f}.
-{stage2}
+- **stage 2** ({r2["seconds"] / 60:.1f} min, {r2["steps"]} steps, {c2["epochs"]:g} epochs, on a CPU
+  shared with other jobs): the train claims only ({r2["train_groups"]} groups), learning rate
+  {c2["learning_rate"]:g} for all weights. The weak groups were 86 % of stage 1's data; this stage
+  puts the weight back on real claims. Dev nDCG@10 of the best checkpoint: {r2["dev_best"]:.4f}.
 - **both stages**: 3 negatives per group sampled from ranks 3-50 of a dense first stage (the
   packaged all-MiniLM-L6-v2 over the corpus, in Chroma), judged positives excluded, plus 1 in-batch
   negative; softmax cross-entropy over each group (listwise; sentence-transformers
