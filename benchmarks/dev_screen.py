@@ -30,7 +30,7 @@ def main() -> None:
 
     from xrerank_core import Reranker
     from xrerank_core.eval import evaluate_run, load_dataset
-    from xrerank_core.train import TrainConfig, _dev_split, _first_stage, choose_fusion_weight
+    from xrerank_core.train import TrainConfig, _dev_split, _engine_run, _first_stage, choose_fusion_weight
 
     config = TrainConfig(
         base="-", data=str(SHARED_DATA / "scifact"), output="-", chroma_dir=args.chroma_dir, device="cpu"
@@ -45,10 +45,7 @@ def main() -> None:
     for model in args.models:
         start = time.perf_counter()
         reranker = Reranker(model, backend="torch", dtype=args.dtype, long_documents="maxp", show_progress=False)
-        run = {}
-        for q in dev_q:
-            scores = reranker.score(queries[q], [c.text for c in pool[q]])
-            run[q] = {c.docid: s for c, s in zip(pool[q], scores, strict=True)}
+        run = _engine_run(reranker, queries, pool)
         row = {}
         for depth in (20, 100):
             cut = {q: c[:depth] for q, c in pool.items()}
