@@ -336,6 +336,48 @@ def test_average_of_two_runs_is_the_mean_of_their_weights_and_is_chosen_on_their
         average_models([a.output], str(tmp_path / "bad"))
 
 
+def test_average_of_runs_on_different_dev_folds_is_chosen_on_each_fold_by_the_run_that_held_it_out(
+    tmp_path: Path, tiny_bert: str
+) -> None:
+    from xrerank_core.eval import evaluate_run, load_dataset
+    from xrerank_core.train import _dev_split, average_models
+
+    a = _fruit_run(tmp_path, tiny_bert, "a", seed=1, split_seed=5, dev_fold=0)
+    b = _fruit_run(tmp_path, tiny_bert, "b", seed=2, split_seed=5, dev_fold=1)
+    ds = load_dataset(a.data, split="train")
+    (dev_a, train_a), (dev_b, train_b) = (_dev_split(c, ds, random.Random(c.seed)) for c in (a, b))
+    assert len(dev_a) == len(dev_b) == 6 and not set(dev_a) & set(dev_b)  # disjoint folds
+    assert set(dev_b) <= set(train_a) and set(dev_a) <= set(train_b)  # each trains on the other's fold
+    train(a), train(b)
+    record = average_models([a.output, b.output], str(tmp_path / "avg"), device="cpu")
+    assert record["cross_fitted_folds"] == [0, 1]
+    chosen = json.loads((tmp_path / "avg" / "xrerank.json").read_text())
+    assert chosen["chosen_on"].startswith("12 held-out training queries in 2 folds")
+    assert "dev folds [0, 1]" in (tmp_path / "avg" / "README.md").read_text()
+
+    # the recorded dev score is that of each fold reranked by the run that did not train on it
+    mode, corpus = chosen["long_documents"], ds.corpus
+    assert corpus is not None
+    ranked = read_trec_run(a.run_file or "")
+    run: dict[str, dict[str, float]] = {}
+    for config, dev in ((a, dev_a), (b, dev_b)):
+        rr = Reranker(config.output, device="cpu", long_documents=mode, show_progress=False)
+        for q in dev:
+            docids = [d for d, _, _ in ranked[q][: a.dev_candidates]]
+            scores = rr.score(ds.queries[q], [corpus[d].full_text for d in docids])
+            run[q] = dict(zip(docids, scores, strict=True))
+    pooled = evaluate_run({q: ds.qrels[q] for q in run}, run, "ndcg@10").mean["ndcg@10"]
+    assert chosen["dev_ndcg@10_by_candidates"]["10"]["alone"] == pytest.approx(pooled, abs=6e-5)
+
+    # a mix of shared and distinct folds has no sound reading
+    c = dataclasses.replace(_fruit_run(tmp_path, tiny_bert, "c", seed=3, split_seed=5), max_steps=1)
+    train(c)
+    with pytest.raises(InputError, match="hold out dev folds"):
+        average_models([a.output, b.output, c.output], str(tmp_path / "mixed"), device="cpu")
+    with pytest.raises(ConfigError, match="dev_fold 5 of 6 queries needs 36"):
+        train(_fruit_run(tmp_path, tiny_bert, "d", dev_fold=5))
+
+
 def test_average_refuses_models_that_do_not_match(tmp_path: Path, tiny_bert: str) -> None:
     from transformers import BertConfig, BertForSequenceClassification
 

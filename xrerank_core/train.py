@@ -49,7 +49,15 @@ from xrerank_core.eval import (
 if TYPE_CHECKING:
     from xrerank_core._engine import Reranker
 
-__all__ = ["TrainConfig", "TrainResult", "average_models", "choose_fusion_weight", "select_fusion", "train"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "average_models",
+    "choose_fusion_weight",
+    "select_fusion",
+    "select_fusion_cross_fitted",
+    "train",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +109,10 @@ class TrainConfig:
             only in ``seed`` then hold out the same dev queries, so their dev numbers compare,
             and their weights can be averaged (``xrerank average``) and the average chosen on
             that dev split too.
+        dev_fold: Which block of ``dev_queries`` queries, in the split seed's shuffle, is held
+            out (0, the default: the first). Runs with one split seed and different folds hold
+            out disjoint dev queries; ``xrerank average`` of such runs chooses the average's
+            fusion on every fold, each scored by the run that did not train on it.
         save_half: Save the final weights in float16 (half the size; loaded as float32 on CPU).
         resume: Resume from the newest checkpoint in ``output/checkpoints``.
         keep_checkpoints: Keep ``output/checkpoints`` after training (deleted by default:
@@ -140,6 +152,7 @@ class TrainConfig:
     eval_steps: int = 100
     seed: int = 42
     split_seed: int | None = None
+    dev_fold: int = 0
     save_half: bool = False
     resume: bool = False
     keep_checkpoints: bool = False
@@ -154,8 +167,8 @@ class TrainConfig:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 msg = f"{name} must be a positive integer, got {value!r}"
                 raise ConfigError(msg)
-        if self.dev_queries < 0 or self.in_batch_negatives < 0 or self.weak_sentences < 0:
-            msg = "dev_queries, in_batch_negatives and weak_sentences must be >= 0"
+        if self.dev_queries < 0 or self.in_batch_negatives < 0 or self.weak_sentences < 0 or self.dev_fold < 0:
+            msg = "dev_queries, dev_fold, in_batch_negatives and weak_sentences must be >= 0"
             raise ConfigError(msg)
         for depth in self.dev_depths:
             if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= self.first_stage_k:
@@ -495,16 +508,23 @@ def _engine_run(
 
 
 def _dev_split(config: TrainConfig, ds: EvalDataset, rng: random.Random) -> tuple[list[str], list[str]]:
-    """Dev and train query ids: a shuffle of the judged queries.
+    """Dev and train query ids: block ``dev_fold`` of a shuffle of the judged queries, and the rest.
 
-    It is the first use of the run's seeded ``rng``, unless ``config.split_seed`` differs from
-    ``config.seed``: the shuffle then has its own generator and ``rng`` is left untouched.
+    The shuffle is the first use of the run's seeded ``rng``, unless ``config.split_seed`` differs
+    from ``config.seed``: it then has its own generator and ``rng`` is left untouched.
     """
     if config.split_seed is not None and config.split_seed != config.seed:
         rng = random.Random(config.split_seed)
     qids = sorted(q for q in ds.qrels if q in ds.queries)
     rng.shuffle(qids)
-    return sorted(qids[: config.dev_queries]), qids[config.dev_queries :]
+    lo, hi = config.dev_fold * config.dev_queries, (config.dev_fold + 1) * config.dev_queries
+    if config.dev_queries and hi > len(qids):
+        msg = (
+            f"dev_fold {config.dev_fold} of {config.dev_queries} queries needs {hi} judged queries; "
+            f"the split has {len(qids)}"
+        )
+        raise ConfigError(msg)
+    return sorted(qids[lo:hi]), qids[:lo] + qids[hi:]
 
 
 def select_fusion(model_dir: str, config: TrainConfig) -> tuple[float, dict[float, float]]:
@@ -519,15 +539,40 @@ def select_fusion(model_dir: str, config: TrainConfig) -> tuple[float, dict[floa
     Returns:
         The chosen weight and the dev nDCG@10 of every weight tried.
     """
-    ds = load_dataset(config.data, split=config.split)
-    dev_q, _ = _dev_split(config, ds, random.Random(config.seed))
-    if ds.corpus is None or not dev_q:
-        msg = "choosing a fusion weight needs a dataset with a corpus and dev_queries > 0"
-        raise InputError(msg)
-    queries = {q: ds.queries[q] for q in dev_q}
-    candidates = {q: c[: _deepest(config)] for q, c in _first_stage(config, ds.corpus, queries).items()}
-    qrels = {q: ds.qrels[q] for q in dev_q}
-    _, weight, table = _choose_and_record(model_dir, config, queries, candidates, qrels)
+    return select_fusion_cross_fitted(model_dir, [(model_dir, config)])
+
+
+def select_fusion_cross_fitted(
+    model_dir: str, scorers: Sequence[tuple[str, TrainConfig]]
+) -> tuple[float, dict[float, float]]:
+    """:func:`select_fusion` for ``model_dir`` on the pooled dev splits of several runs.
+
+    Each ``(scorer, config)`` pair scores the dev queries of the run ``config`` describes with
+    the model in ``scorer``. When ``model_dir`` averages runs that each held out another fold
+    (``dev_fold``), every fold is scored by the run that did not train on it: the choice for
+    the average is then made on queries no scorer saw, and on all folds together. The first
+    config gives the depths tried and the device.
+
+    Returns:
+        The chosen weight and the pooled dev nDCG@10 of every weight tried.
+    """
+    parts: list[tuple[str, dict[str, str], dict[str, list[Candidate]]]] = []
+    qrels: dict[str, Mapping[str, int]] = {}
+    config = scorers[0][1]
+    for scorer, scorer_config in scorers:
+        ds = load_dataset(scorer_config.data, split=scorer_config.split)
+        dev_q, _ = _dev_split(scorer_config, ds, random.Random(scorer_config.seed))
+        if ds.corpus is None or not dev_q:
+            msg = "choosing a fusion weight needs a dataset with a corpus and dev_queries > 0"
+            raise InputError(msg)
+        if qrels.keys() & set(dev_q):
+            msg = f"{scorer}'s dev queries overlap another scorer's: cross-fitting needs disjoint folds"
+            raise InputError(msg)
+        queries = {q: ds.queries[q] for q in dev_q}
+        candidates = {q: c[: _deepest(config)] for q, c in _first_stage(config, ds.corpus, queries).items()}
+        parts.append((scorer, queries, candidates))
+        qrels.update({q: ds.qrels[q] for q in dev_q})
+    _, weight, table = _choose_and_record(model_dir, config, parts, qrels)
     return weight, table
 
 
@@ -538,36 +583,43 @@ def _deepest(config: TrainConfig) -> int:
 def _choose_and_record(
     model_dir: str,
     config: TrainConfig,
-    queries: Mapping[str, str],
-    pool: Mapping[str, list[Candidate]],
+    parts: Sequence[tuple[str, Mapping[str, str], Mapping[str, list[Candidate]]]],
     qrels: Mapping[str, Mapping[str, int]],
 ) -> tuple[float, float, dict[float, float]]:
     """Pick ``long_documents``, the candidate depth and the fusion weight on dev; write ``xrerank.json``.
 
-    ``pool`` holds each dev query's first-stage candidates down to the deepest depth tried.
-    The mode is chosen at ``dev_candidates``; the deeper candidates are then scored in that
-    mode only, and each depth gets its own fusion weight.
+    Each part is ``(scorer, queries, pool)``: the model folder that scores those dev queries,
+    and their first-stage candidates down to the deepest depth tried. The choice is made on all
+    parts' queries together and written to ``model_dir``. The mode is chosen at
+    ``dev_candidates``; the deeper candidates are then scored in that mode only, and each depth
+    gets its own fusion weight.
 
     Returns:
         The dev nDCG@10 of the model alone (chosen mode and depth), the fusion weight, and
         the weight table at that depth.
     """
-    shallow = {q: c[: config.dev_candidates] for q, c in pool.items()}
     from xrerank_core._engine import Reranker
 
-    rerankers = {
-        mode: Reranker(model_dir, device=config.device or "auto", long_documents=mode, show_progress=False)
-        for mode in ("maxp", "truncate")
-    }
-    runs = {mode: _engine_run(rr, queries, shallow) for mode, rr in rerankers.items()}
+    pool = {q: c for _, _, part_pool in parts for q, c in part_pool.items()}
+    runs: dict[str, dict[str, dict[str, float]]] = {"maxp": {}, "truncate": {}}
+    for scorer, queries, part_pool in parts:
+        rerankers = {
+            mode: Reranker(scorer, device=config.device or "auto", long_documents=mode, show_progress=False)
+            for mode in runs
+        }
+        shallow = {q: c[: config.dev_candidates] for q, c in part_pool.items()}
+        for mode, rr in rerankers.items():
+            runs[mode].update(_engine_run(rr, queries, shallow))
     alone = {mode: float(evaluate_run(qrels, run, "ndcg@10").mean["ndcg@10"]) for mode, run in runs.items()}
     mode = max(alone, key=lambda m: (round(alone[m], 10), m == "truncate"))  # a tie goes to the cheaper mode
     logger.info("dev nDCG@10 of the model alone: %s; keeping long_documents=%r", alone, mode)
     run = {q: dict(scores) for q, scores in runs[mode].items()}
-    deeper = {q: c[config.dev_candidates :] for q, c in pool.items()}
-    if any(deeper.values()):
-        for q, scores in _engine_run(rerankers[mode], queries, deeper).items():
-            run[q].update(scores)
+    for scorer, queries, part_pool in parts:
+        deeper = {q: c[config.dev_candidates :] for q, c in part_pool.items()}
+        if any(deeper.values()):
+            rr = Reranker(scorer, device=config.device or "auto", long_documents=mode, show_progress=False)
+            for q, scores in _engine_run(rr, queries, deeper).items():
+                run[q].update(scores)
     by_depth: dict[int, tuple[float, float, dict[float, float]]] = {}
     for depth in sorted({config.dev_candidates, *config.dev_depths}):
         cut = {q: c[:depth] for q, c in pool.items()}
@@ -583,8 +635,9 @@ def _choose_and_record(
         "fusion_weight": weight,
         "long_documents": mode,
         "candidates": depth,
-        "chosen_on": f"{len(pool)} held-out training queries, nDCG@10 (long_documents at top-{config.dev_candidates}; "
-        f"the weight at top-{depth})",
+        "chosen_on": f"{len(pool)} held-out training queries"
+        + (f" in {len(parts)} folds, each scored by the run that held it out" if len(parts) > 1 else "")
+        + f", nDCG@10 (long_documents at top-{config.dev_candidates}; the weight at top-{depth})",
         "dev_ndcg@10_alone_by_long_documents": {m: round(v, 4) for m, v in alone.items()},
         "dev_ndcg@10_by_candidates": {
             str(d): {"alone": round(a, 4), "fused": round(t[w], 4), "fusion_weight": w}
@@ -744,7 +797,9 @@ def train(config: TrainConfig) -> TrainResult:
     fusion_weight = dev_fused = dev_final = None
     if dev_q:
         # Scored through the engine, as users will score it (this also picks ``long_documents``).
-        dev_final, fusion_weight, table = _choose_and_record(str(output), config, queries, dev_pool, qrels)
+        dev_final, fusion_weight, table = _choose_and_record(
+            str(output), config, [(str(output), queries, dev_pool)], qrels
+        )
         dev_fused = table[fusion_weight]
     if not config.keep_checkpoints:
         shutil.rmtree(checkpoints, ignore_errors=True)
@@ -852,6 +907,21 @@ def _split_of(config: Mapping[str, Any]) -> tuple[Any, ...]:
     return (*(config.get(k) for k in _SPLIT_KEYS), config.get("seed") if seed is None else seed)
 
 
+def _config_from_record(
+    recorded: Mapping[str, Any], output: str, dev_depths: Sequence[int], device: str | None
+) -> TrainConfig:
+    """The :class:`TrainConfig` of a run from its ``training.json`` record, for re-creating its dev split."""
+    values = {k: recorded[k] for k in TrainConfig.__dataclass_fields__ if k in recorded}
+    values.update(
+        output=output,
+        negative_ranks=tuple(values.get("negative_ranks", (3, 50))),
+        dev_depths=tuple(dev_depths),
+        device=device if device is not None else values.get("device"),
+        extra={},
+    )
+    return TrainConfig(**values)
+
+
 def average_models(
     models: Sequence[str],
     output: str,
@@ -950,24 +1020,29 @@ def average_models(
             )
             raise InputError(msg)
         else:
-            recorded = configs[0]
-            assert recorded is not None
+            recorded = [c for c in configs if c is not None]
             depths = (
-                sorted({d for c in configs if c is not None for d in c.get("dev_depths", ())})
+                sorted({d for c in recorded for d in c.get("dev_depths", ())})
                 if dev_depths is None
                 else list(dev_depths)
             )
-            fields = {f for f in TrainConfig.__dataclass_fields__ if f in recorded}
-            values = {k: recorded[k] for k in fields}
-            values.update(
-                output=str(out),
-                negative_ranks=tuple(values.get("negative_ranks", (3, 50))),
-                dev_depths=tuple(depths),
-                device=device if device is not None else values.get("device"),
-                extra={},
-            )
-            config = TrainConfig(**values)
-            weight, table = select_fusion(str(out), config)
+            folds = [c.get("dev_fold", 0) for c in recorded]
+            rebuilt = [_config_from_record(c, str(out), depths, device) for c in recorded]
+            if len(set(folds)) == 1:
+                weight, table = select_fusion(str(out), rebuilt[0])
+            elif len(set(folds)) == len(folds):
+                # Cross-fitting: the average trained on every fold, so each fold is scored by
+                # the one run that held it out, and the choice is made on all folds together.
+                weight, table = select_fusion_cross_fitted(
+                    str(out), [(str(f), c) for f, c in zip(folders, rebuilt, strict=True)]
+                )
+                record["cross_fitted_folds"] = folds
+            else:
+                msg = (
+                    f"the models hold out dev folds {folds}: either one fold for all (the average is "
+                    "chosen on it) or a different fold each (each fold is scored by the run that held it out)"
+                )
+                raise InputError(msg)
             chosen = json.loads((out / "xrerank.json").read_text(encoding="utf-8"))
             record["result"] = {
                 "fusion_weight": weight,
@@ -1002,7 +1077,12 @@ def _write_average_card(out: Path, models: Sequence[str], record: Mapping[str, A
         lines.append(f"- `{model}`{summary}")
     result = record["result"]
     if result:
-        lines += ["", "Chosen on the ingredients' dev split (nDCG@10):", ""]
+        where = (
+            f"the ingredients' dev folds {record['cross_fitted_folds']}, each scored by the run that held it out"
+            if "cross_fitted_folds" in record
+            else "the ingredients' dev split"
+        )
+        lines += ["", f"Chosen on {where} (nDCG@10):", ""]
         for depth, row in result["dev_ndcg@10_by_candidates"].items():
             lines.append(
                 f"- top-{depth}: alone {row['alone']:.4f}, fused {row['fused']:.4f} (weight {row['fusion_weight']:.2f})"
