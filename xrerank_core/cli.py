@@ -115,7 +115,8 @@ def _add_average(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help="average the weights of cross-encoders fine-tuned from one starting point (a model soup)",
         description="Average the weights of two or more cross-encoders trained from the same model (e.g. "
         "`xrerank train` runs that differ in seed or epochs). When they share a dev split, long_documents, the "
-        "depth and the fusion weight are chosen for the average on it, as `xrerank train` does.",
+        "depth and the fusion weight are chosen for the average on it, as `xrerank train` does; when each "
+        "held out its own --dev-fold, on all folds, each scored by the run that held it out.",
     )
     p.add_argument("models", nargs="+", help="model folders or bundled names (two or more)")
     p.add_argument("--output", required=True, help="folder for the averaged model")
@@ -123,7 +124,7 @@ def _add_average(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--choose-on-dev",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="choose long_documents, depth and fusion weight on the models' shared dev split",
+        help="choose long_documents, depth and fusion weight on the models' dev split (or folds)",
     )
     p.add_argument("--device", default=None, help="device for the dev scoring")
     p.add_argument(
