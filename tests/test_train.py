@@ -369,6 +369,17 @@ def test_average_of_runs_on_different_dev_folds_is_chosen_on_each_fold_by_the_ru
     pooled = evaluate_run({q: ds.qrels[q] for q in run}, run, "ndcg@10").mean["ndcg@10"]
     assert chosen["dev_ndcg@10_by_candidates"]["10"]["alone"] == pytest.approx(pooled, abs=6e-5)
 
+    # a fold that a scorer's base model trained on is flagged: it flatters the scorer on dev
+    from xrerank_core.train import _seen_by_bases, select_fusion_cross_fitted
+
+    child = dataclasses.replace(b, base=a.output)  # as if b had started from a, which trained on b's fold
+    assert _seen_by_bases(child, ds, dev_b) == {a.output: set(dev_b)} and _seen_by_bases(b, ds, dev_b) == {}
+    select_fusion_cross_fitted(str(tmp_path / "avg"), [(a.output, a), (b.output, child)])
+    flagged = json.loads((tmp_path / "avg" / "xrerank.json").read_text())
+    assert (
+        flagged["dev_queries_trained_on_by_a_base"] == 6 and "6 of them were training queries" in flagged["chosen_on"]
+    )
+
     # a mix of shared and distinct folds has no sound reading
     c = dataclasses.replace(_fruit_run(tmp_path, tiny_bert, "c", seed=3, split_seed=5), max_steps=1)
     train(c)

@@ -527,6 +527,33 @@ def _dev_split(config: TrainConfig, ds: EvalDataset, rng: random.Random) -> tupl
     return sorted(qids[lo:hi]), qids[:lo] + qids[hi:]
 
 
+def _seen_by_bases(config: TrainConfig, ds: EvalDataset, dev_q: Sequence[str]) -> dict[str, set[str]]:
+    """The queries of ``dev_q`` that each model ``config.base`` descends from was trained on.
+
+    Follows the chain of bases through their ``training.json`` records (runs of :func:`train`
+    on the same data and split); a base without such a record ends it. A dev query that a base
+    trained on flatters the model on dev, as a training query would.
+    """
+    judged = {q for q in ds.qrels if q in ds.queries}
+    seen: dict[str, set[str]] = {}
+    base, hops = config.base, 0
+    while hops < 16 and (Path(base) / "training.json").is_file():
+        hops += 1
+        recorded = json.loads((Path(base) / "training.json").read_text(encoding="utf-8")).get("config")
+        if not isinstance(recorded, dict) or (recorded.get("data"), recorded.get("split")) != (
+            config.data,
+            config.split,
+        ):
+            break
+        parent = _config_from_record(recorded, base, (), None)
+        parent_dev, _ = _dev_split(parent, ds, random.Random(parent.seed))
+        trained = set(dev_q) & (judged - set(parent_dev))
+        if trained:
+            seen[base] = trained
+        base = parent.base
+    return seen
+
+
 def select_fusion(model_dir: str, config: TrainConfig) -> tuple[float, dict[float, float]]:
     """Choose how a trained model reads long documents, and its fusion weight, on ``config``'s dev split.
 
@@ -559,6 +586,7 @@ def select_fusion_cross_fitted(
     parts: list[tuple[str, dict[str, str], dict[str, list[Candidate]]]] = []
     qrels: dict[str, Mapping[str, int]] = {}
     config = scorers[0][1]
+    seen: set[str] = set()
     for scorer, scorer_config in scorers:
         ds = load_dataset(scorer_config.data, split=scorer_config.split)
         dev_q, _ = _dev_split(scorer_config, ds, random.Random(scorer_config.seed))
@@ -568,11 +596,20 @@ def select_fusion_cross_fitted(
         if qrels.keys() & set(dev_q):
             msg = f"{scorer}'s dev queries overlap another scorer's: cross-fitting needs disjoint folds"
             raise InputError(msg)
+        for base, trained in _seen_by_bases(scorer_config, ds, dev_q).items():
+            logger.warning(
+                "%d of the %d dev queries of %s were training queries of its base %s: they flatter it on dev",
+                len(trained),
+                len(dev_q),
+                scorer,
+                base,
+            )
+            seen |= trained
         queries = {q: ds.queries[q] for q in dev_q}
         candidates = {q: c[: _deepest(config)] for q, c in _first_stage(config, ds.corpus, queries).items()}
         parts.append((scorer, queries, candidates))
         qrels.update({q: ds.qrels[q] for q in dev_q})
-    _, weight, table = _choose_and_record(model_dir, config, parts, qrels)
+    _, weight, table = _choose_and_record(model_dir, config, parts, qrels, seen_by_a_base=len(seen))
     return weight, table
 
 
@@ -585,8 +622,11 @@ def _choose_and_record(
     config: TrainConfig,
     parts: Sequence[tuple[str, Mapping[str, str], Mapping[str, list[Candidate]]]],
     qrels: Mapping[str, Mapping[str, int]],
+    seen_by_a_base: int = 0,
 ) -> tuple[float, float, dict[float, float]]:
     """Pick ``long_documents``, the candidate depth and the fusion weight on dev; write ``xrerank.json``.
+
+    ``seen_by_a_base`` counts the dev queries a base model of the scorers trained on (recorded).
 
     Each part is ``(scorer, queries, pool)``: the model folder that scores those dev queries,
     and their first-stage candidates down to the deepest depth tried. The choice is made on all
@@ -637,7 +677,9 @@ def _choose_and_record(
         "candidates": depth,
         "chosen_on": f"{len(pool)} held-out training queries"
         + (f" in {len(parts)} folds, each scored by the run that held it out" if len(parts) > 1 else "")
-        + f", nDCG@10 (long_documents at top-{config.dev_candidates}; the weight at top-{depth})",
+        + f", nDCG@10 (long_documents at top-{config.dev_candidates}; the weight at top-{depth})"
+        + (f"; {seen_by_a_base} of them were training queries of a base model" if seen_by_a_base else ""),
+        **({"dev_queries_trained_on_by_a_base": seen_by_a_base} if seen_by_a_base else {}),
         "dev_ndcg@10_alone_by_long_documents": {m: round(v, 4) for m, v in alone.items()},
         "dev_ndcg@10_by_candidates": {
             str(d): {"alone": round(a, 4), "fused": round(t[w], 4), "fusion_weight": w}
