@@ -577,8 +577,10 @@ def select_fusion_cross_fitted(
     Each ``(scorer, config)`` pair scores the dev queries of the run ``config`` describes with
     the model in ``scorer``. When ``model_dir`` averages runs that each held out another fold
     (``dev_fold``), every fold is scored by the run that did not train on it: the choice for
-    the average is then made on queries no scorer saw, and on all folds together. The first
-    config gives the depths tried and the device.
+    the average is then made on queries no scorer saw, and on all folds together. That holds
+    only if the runs' base model did not train on the folds either (a stage 1 that held out
+    another dev split did): such queries are counted, logged as a warning and recorded in
+    ``xrerank.json``. The first config gives the depths tried and the device.
 
     Returns:
         The chosen weight and the pooled dev nDCG@10 of every weight tried.
