@@ -380,6 +380,9 @@ def test_average_of_runs_on_different_dev_folds_is_chosen_on_each_fold_by_the_ru
         flagged["dev_queries_trained_on_by_a_base"] == 6 and "6 of them were training queries" in flagged["chosen_on"]
     )
 
+    train(dataclasses.replace(child, output=str(tmp_path / "grown"), max_steps=1))  # and so does xrerank train
+    assert json.loads((tmp_path / "grown" / "xrerank.json").read_text())["dev_queries_trained_on_by_a_base"] == 6
+
     # a mix of shared and distinct folds has no sound reading
     c = dataclasses.replace(_fruit_run(tmp_path, tiny_bert, "c", seed=3, split_seed=5), max_steps=1)
     train(c)

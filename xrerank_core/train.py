@@ -554,6 +554,21 @@ def _seen_by_bases(config: TrainConfig, ds: EvalDataset, dev_q: Sequence[str]) -
     return seen
 
 
+def _warn_seen_by_bases(config: TrainConfig, ds: EvalDataset, dev_q: Sequence[str], model: str) -> set[str]:
+    """:func:`_seen_by_bases`, logged as a warning; returns every dev query a base trained on."""
+    seen: set[str] = set()
+    for base, trained in _seen_by_bases(config, ds, dev_q).items():
+        logger.warning(
+            "%d of the %d dev queries of %s were training queries of its base %s: they flatter it on dev",
+            len(trained),
+            len(dev_q),
+            model,
+            base,
+        )
+        seen |= trained
+    return seen
+
+
 def select_fusion(model_dir: str, config: TrainConfig) -> tuple[float, dict[float, float]]:
     """Choose how a trained model reads long documents, and its fusion weight, on ``config``'s dev split.
 
@@ -598,15 +613,7 @@ def select_fusion_cross_fitted(
         if qrels.keys() & set(dev_q):
             msg = f"{scorer}'s dev queries overlap another scorer's: cross-fitting needs disjoint folds"
             raise InputError(msg)
-        for base, trained in _seen_by_bases(scorer_config, ds, dev_q).items():
-            logger.warning(
-                "%d of the %d dev queries of %s were training queries of its base %s: they flatter it on dev",
-                len(trained),
-                len(dev_q),
-                scorer,
-                base,
-            )
-            seen |= trained
+        seen |= _warn_seen_by_bases(scorer_config, ds, dev_q, scorer)
         queries = {q: ds.queries[q] for q in dev_q}
         candidates = {q: c[: _deepest(config)] for q, c in _first_stage(config, ds.corpus, queries).items()}
         parts.append((scorer, queries, candidates))
@@ -747,6 +754,7 @@ def train(config: TrainConfig) -> TrainResult:
 
     data_path = Path(config.data)
     dev_q: list[str] = []
+    seen: set[str] = set()
     dev_candidates: dict[str, list[Candidate]] = {}
     dev_pool: dict[str, list[Candidate]] = {}
     qrels: dict[str, dict[str, int]] = {}
@@ -760,6 +768,7 @@ def train(config: TrainConfig) -> TrainResult:
         if ds.name.endswith("/test") or config.split == "test":
             logger.warning("training on a test split: do not report test numbers for this model")
         dev_q, train_q = _dev_split(config, ds, rng)
+        seen = _warn_seen_by_bases(config, ds, dev_q, config.output)
         groups, candidates = _groups_from_dataset(config, ds, train_q, rng)
         if config.save_run:
             _save_run(config.save_run, candidates, max(config.negative_ranks[1], _deepest(config)))
@@ -842,7 +851,7 @@ def train(config: TrainConfig) -> TrainResult:
     if dev_q:
         # Scored through the engine, as users will score it (this also picks ``long_documents``).
         dev_final, fusion_weight, table = _choose_and_record(
-            str(output), config, [(str(output), queries, dev_pool)], qrels
+            str(output), config, [(str(output), queries, dev_pool)], qrels, seen_by_a_base=len(seen)
         )
         dev_fused = table[fusion_weight]
     if not config.keep_checkpoints:
