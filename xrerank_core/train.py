@@ -604,8 +604,12 @@ def select_fusion_cross_fitted(
     qrels: dict[str, Mapping[str, int]] = {}
     config = scorers[0][1]
     seen: set[str] = set()
+    datasets: dict[tuple[str, str], EvalDataset] = {}
     for scorer, scorer_config in scorers:
-        ds = load_dataset(scorer_config.data, split=scorer_config.split)
+        key = (scorer_config.data, scorer_config.split)
+        if key not in datasets:  # folds of one dataset: read it once
+            datasets[key] = load_dataset(key[0], split=key[1])
+        ds = datasets[key]
         dev_q, _ = _dev_split(scorer_config, ds, random.Random(scorer_config.seed))
         if ds.corpus is None or not dev_q:
             msg = "choosing a fusion weight needs a dataset with a corpus and dev_queries > 0"
@@ -651,13 +655,16 @@ def _choose_and_record(
 
     pool = {q: c for _, _, part_pool in parts for q, c in part_pool.items()}
     runs: dict[str, dict[str, dict[str, float]]] = {"maxp": {}, "truncate": {}}
-    for scorer, queries, part_pool in parts:
-        rerankers = {
+    rerankers = {
+        scorer: {
             mode: Reranker(scorer, device=config.device or "auto", long_documents=mode, show_progress=False)
             for mode in runs
         }
+        for scorer, _, _ in parts
+    }
+    for scorer, queries, part_pool in parts:
         shallow = {q: c[: config.dev_candidates] for q, c in part_pool.items()}
-        for mode, rr in rerankers.items():
+        for mode, rr in rerankers[scorer].items():
             runs[mode].update(_engine_run(rr, queries, shallow))
     alone = {mode: float(evaluate_run(qrels, run, "ndcg@10").mean["ndcg@10"]) for mode, run in runs.items()}
     mode = max(alone, key=lambda m: (round(alone[m], 10), m == "truncate"))  # a tie goes to the cheaper mode
@@ -666,8 +673,7 @@ def _choose_and_record(
     for scorer, queries, part_pool in parts:
         deeper = {q: c[config.dev_candidates :] for q, c in part_pool.items()}
         if any(deeper.values()):
-            rr = Reranker(scorer, device=config.device or "auto", long_documents=mode, show_progress=False)
-            for q, scores in _engine_run(rr, queries, deeper).items():
+            for q, scores in _engine_run(rerankers[scorer][mode], queries, deeper).items():
                 run[q].update(scores)
     by_depth: dict[int, tuple[float, float, dict[float, float]]] = {}
     for depth in sorted({config.dev_candidates, *config.dev_depths}):
