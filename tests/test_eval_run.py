@@ -23,6 +23,7 @@ from xrerank_core.cli import main
 from xrerank_core.eval import (
     DEFAULT_METRICS,
     DL19_FIRST_STAGES,
+    Candidate,
     EvalDataset,
     EvalReport,
     auto_rel_threshold,
@@ -32,10 +33,12 @@ from xrerank_core.eval import (
     load_noveleval,
     load_scifact,
     plot,
+    read_trec_run,
     render_table,
     run_eval,
     run_from_candidates,
     write_json,
+    write_trec_run,
 )
 
 # backend="auto" runs onnxruntime (float32) on CPU when it is installed.
@@ -344,6 +347,42 @@ def test_cli_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
 
 
 @needs_noveleval
+def test_cli_reranks_a_run_file_and_saves_the_first_stage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--run-file replaces the first stage with a TREC run; --save-run writes the lists that were reranked."""
+    ds = load_noveleval(NOVELEVAL)
+    assert ds.candidates is not None
+    # our own first stage: each query's given list, reversed (its last passage scores highest)
+    mine = {q: [Candidate(c.docid, c.text, float(i)) for i, c in enumerate(cs)] for q, cs in ds.candidates.items()}
+    write_trec_run(tmp_path / "mine.run.gz", mine)
+    base = ["eval", "--dataset", str(NOVELEVAL), "--candidates", "10", "--no-rerank"]
+    argv = [*base, "--run-file", str(tmp_path / "mine.run.gz"), "--save-run", str(tmp_path / "saved.txt")]
+    assert main([*argv, "--output", str(tmp_path / "out")]) == 0
+    data = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert data["settings"]["run_file"] == str(tmp_path / "mine.run.gz") and data["settings"]["first_stage"] == "given"
+    qids = data["query_ids"]
+    top10 = {q: [c.docid for c in reversed(mine[q])][:10] for q in qids}
+    expected = evaluate_run({q: ds.qrels[q] for q in qids}, {q: {d: -i for i, d in enumerate(top10[q])} for q in qids})
+    assert data["first_stage"]["mean"]["ndcg@10"] == pytest.approx(expected.mean["ndcg@10"])
+    assert main([*base, "--output", str(tmp_path / "given")]) == 0
+    as_given = json.loads((tmp_path / "given" / "report.json").read_text(encoding="utf-8"))
+    assert as_given["first_stage"]["mean"]["ndcg@10"] != pytest.approx(expected.mean["ndcg@10"])
+    saved = read_trec_run(tmp_path / "saved.txt")
+    assert {q: [d for d, _, _ in hits] for q, hits in saved.items()} == top10
+
+    # a run of another corpus, a run that misses judged queries, a run with --first-stage: refused
+    foreign = {q: [Candidate("no-such-doc", "", 1.0)] for q in mine}
+    write_trec_run(tmp_path / "foreign.txt", foreign)
+    write_trec_run(tmp_path / "short.txt", {qids[0]: mine[qids[0]]})
+    capsys.readouterr()
+    assert main([*base, "--run-file", str(tmp_path / "foreign.txt")]) == 2
+    assert "that the corpus lacks" in capsys.readouterr().err
+    assert main([*base, "--run-file", str(tmp_path / "short.txt")]) == 2
+    assert f"no ranking for {len(qids) - 1} judged queries" in capsys.readouterr().err
+    assert main([*base, "--run-file", str(tmp_path / "mine.run.gz"), "--first-stage", "given"]) == 2
+    assert "--run-file replaces the first stage" in capsys.readouterr().err
+
+
+@needs_noveleval
 def test_noveleval_grades_keep_threshold_1() -> None:
     ds = load_noveleval(NOVELEVAL)
     rep = run_eval(ds, None, candidates=20)
@@ -371,6 +410,8 @@ def test_cli_noveleval_dense_with_minilm(
         "20",
         "--chroma-dir",
         str(tmp_path / "chroma"),
+        "--save-run",
+        str(tmp_path / "dense.run"),
         "--output",
         str(out_dir),
     ]
@@ -378,5 +419,12 @@ def test_cli_noveleval_dense_with_minilm(
     data = json.loads((out_dir / "report.json").read_text(encoding="utf-8"))
     assert data["settings"]["first_stage"] == "dense" and len(data["query_ids"]) == 21
     assert data["cost"]["pairs"] == 21 * 20
+    # the saved dense lists, reranked elsewhere with --run-file, give the same first stage
+    saved = read_trec_run(tmp_path / "dense.run")
+    assert sorted(saved) == sorted(data["query_ids"]) and {len(h) for h in saved.values()} == {20}
+    again = ["eval", "--dataset", str(NOVELEVAL), "--run-file", str(tmp_path / "dense.run"), "--candidates", "20"]
+    assert main([*again, "--no-rerank", "--output", str(tmp_path / "again")]) == 0
+    replay = json.loads((tmp_path / "again" / "report.json").read_text(encoding="utf-8"))
+    assert replay["first_stage"]["mean"] == pytest.approx(data["first_stage"]["mean"], abs=1e-6)
     assert data["comparison"]["recall@20"]["delta"] == 0.0
     assert (tmp_path / "chroma").is_dir()

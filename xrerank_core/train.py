@@ -39,11 +39,13 @@ from xrerank_core.eval import (
     EvalDataset,
     Passage,
     build_chroma_collection,
+    candidates_from_run,
     dense_candidates,
     evaluate_run,
     load_dataset,
     read_trec_run,
     run_from_candidates,
+    write_trec_run,
 )
 
 if TYPE_CHECKING:
@@ -254,11 +256,7 @@ def _first_stage(
 ) -> dict[str, list[Candidate]]:
     if config.run_file is not None:
         run = read_trec_run(config.run_file)
-        return {
-            qid: [Candidate(d, corpus[d].full_text, s) for d, _, s in hits if d in corpus]
-            for qid, hits in run.items()
-            if qid in queries
-        }
+        return candidates_from_run({q: hits for q, hits in run.items() if q in queries}, corpus, strict=False)
     chroma_dir = config.chroma_dir or str(Path.home() / ".cache" / "xrerank" / "chroma")
     collection = build_chroma_collection(corpus, persist_dir=chroma_dir, collection_name=_collection_name(corpus))
     return dense_candidates(collection, queries, k=config.first_stage_k)
@@ -366,20 +364,7 @@ def _sentence_groups(
 
 def _save_run(path: str, mined: Mapping[str, list[Candidate]], depth: int) -> None:
     """Write the mined rankings as a TREC run (``.gz`` compresses), top ``depth`` per query."""
-    import gzip
-
-    lines = [
-        f"{qid} Q0 {c.docid} {rank} {c.score:.6f} xrerank-mined\n"
-        for qid in sorted(mined)
-        for rank, c in enumerate(mined[qid][:depth], 1)
-    ]
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.suffix == ".gz":
-        with gzip.open(target, "wt", encoding="utf-8") as f:
-            f.writelines(lines)
-    else:
-        target.write_text("".join(lines), encoding="utf-8")
+    target = write_trec_run(path, mined, depth=depth, tag="xrerank-mined")
     logger.info("wrote %d mined rankings to %s", len(mined), target)
 
 

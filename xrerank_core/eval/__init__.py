@@ -21,6 +21,7 @@ from xrerank_core.eval._datasets import (
     Candidate,
     EvalDataset,
     Passage,
+    candidates_from_run,
     load_beir,
     load_dataset,
     load_dl19,
@@ -33,6 +34,7 @@ from xrerank_core.eval._datasets import (
     read_topics,
     read_trec_run,
     run_from_candidates,
+    write_trec_run,
 )
 from xrerank_core.eval._firststage import (
     DEFAULT_COLLECTION_NAME,
@@ -74,6 +76,7 @@ __all__ = [
     "TieBreak",
     "auto_rel_threshold",
     "build_chroma_collection",
+    "candidates_from_run",
     "compare_runs",
     "default_metrics",
     "dense_candidates",
@@ -94,4 +97,5 @@ __all__ = [
     "run_eval",
     "run_from_candidates",
     "write_json",
+    "write_trec_run",
 ]

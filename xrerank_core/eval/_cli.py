@@ -8,14 +8,21 @@ when the command runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xrerank_core._config import DEFAULT_MODEL
-from xrerank_core._exceptions import ConfigError
-from xrerank_core.eval._datasets import DATA_DIR_ENV, DL19_FIRST_STAGES
+from xrerank_core._exceptions import ConfigError, InputError
+from xrerank_core.eval._datasets import (
+    DATA_DIR_ENV,
+    DL19_FIRST_STAGES,
+    EvalDataset,
+    candidates_from_run,
+    read_trec_run,
+)
 
 if TYPE_CHECKING:
     from xrerank_core.eval._run import FirstStage
@@ -32,7 +39,9 @@ table and writes report.json and report.png (quality against latency) to --outpu
 or a name (dl19, scifact, noveleval, wikiqa) looked up under --data-dir or
 ${DATA_DIR_ENV}. Datasets with candidate lists (TREC DL 2019, NovelEval, WikiQA) rerank
 those; datasets with only a corpus (SciFact, BEIR) retrieve with the packaged
-all-MiniLM-L6-v2 in a Chroma collection persisted under --chroma-dir.
+all-MiniLM-L6-v2 in a Chroma collection persisted under --chroma-dir. --run-file
+reranks a TREC run of your own first stage instead; --save-run writes the first stage's
+ranking, so a machine without it (a GPU box without Chroma) can rerank the same lists.
 """
 
 
@@ -59,6 +68,20 @@ def add_eval_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         help="'given': the dataset's candidates; 'dense': Chroma + all-MiniLM-L6-v2 over the corpus; "
         "for TREC DL 2019, which cached run (default: BM25). Default: given when the dataset has "
         "candidates, else dense",
+    )
+    data.add_argument(
+        "--run-file",
+        default=None,
+        metavar="PATH",
+        help="a TREC run to rerank (qid Q0 docid rank score tag; .gz allowed) in place of the first stage: "
+        "yours, or one saved by --save-run or `xrerank train --save-run`; the dataset must have a corpus",
+    )
+    data.add_argument(
+        "--save-run",
+        default=None,
+        metavar="PATH",
+        help="write the first stage's ranking of the evaluated queries (top --candidates) to this TREC run, "
+        "to rerank it later with --run-file where the first stage cannot run (e.g. a GPU box without Chroma)",
     )
     data.add_argument("--candidates", type=int, default=100, help="first-stage candidates per query (default: 100)")
     data.add_argument(
@@ -121,6 +144,23 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "dataset"
 
 
+def _with_run(dataset: EvalDataset, run_file: str, stage: str | None) -> EvalDataset:
+    """The dataset with the run's rankings as its candidates (every judged query must have one)."""
+    if stage is not None:
+        msg = f"--run-file replaces the first stage; drop --first-stage {stage}"
+        raise ConfigError(msg)
+    if dataset.corpus is None:
+        msg = f"--run-file needs a dataset with a corpus (the documents' texts); {dataset.name!r} has none"
+        raise ConfigError(msg)
+    run = read_trec_run(run_file)
+    missing = sorted(q for q, judged in dataset.qrels.items() if judged and q not in run)
+    if missing:
+        msg = f"{run_file} has no ranking for {len(missing)} judged queries of {dataset.name!r}, e.g. {missing[:5]}"
+        raise InputError(msg)
+    ranked = {q: hits for q, hits in run.items() if q in dataset.queries}
+    return dataclasses.replace(dataset, candidates=candidates_from_run(ranked, dataset.corpus))
+
+
 def _run_eval(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -135,6 +175,8 @@ def _run_eval(args: argparse.Namespace) -> int:
         msg = f"--first-stage {stage} names a TREC DL 2019 run; for {dataset.name!r} use 'given' or 'dense'"
         raise ConfigError(msg)
     kind: FirstStage = "dense" if stage == "dense" else "auto" if stage is None else "given"
+    if args.run_file is not None:
+        dataset, kind = _with_run(dataset, args.run_file, stage), "given"
 
     reranker = None
     if not args.no_rerank:
@@ -156,7 +198,10 @@ def _run_eval(args: argparse.Namespace) -> int:
         collection_name=args.collection_name,
         rel_threshold=args.rel_threshold,
         ignore_queries_without_relevant=args.ignore_queries_without_relevant,
+        save_run=args.save_run,
     )
+    if args.run_file is not None:
+        report.settings["run_file"] = str(args.run_file)
     output = Path(args.output or Path("xrerank-eval") / f"{_slug(dataset.name)}-{_slug(model_label(report.model))}")
     json_path = write_json(report, output / "report.json")
     png_path = plot([report], output / "report.png")

@@ -41,6 +41,7 @@ __all__ = [
     "Candidate",
     "EvalDataset",
     "Passage",
+    "candidates_from_run",
     "load_beir",
     "load_dataset",
     "load_dl19",
@@ -53,6 +54,7 @@ __all__ = [
     "read_topics",
     "read_trec_run",
     "run_from_candidates",
+    "write_trec_run",
 ]
 
 logger = logging.getLogger(__name__)
@@ -187,6 +189,77 @@ def run_from_candidates(
             scores[cand.docid] = float(cand.score)
         run[qid] = scores
     return run
+
+
+def candidates_from_run(
+    run: Mapping[str, Sequence[tuple[str, int, float]]],
+    corpus: Mapping[str, Passage],
+    *,
+    strict: bool = True,
+) -> dict[str, list[Candidate]]:
+    """Give each document of a run (from :func:`read_trec_run`) its text from ``corpus``.
+
+    Args:
+        run: ``{qid: [(docid, rank, score), ...]}``, best first.
+        corpus: The documents the run ranks.
+        strict: Refuse a docid the corpus lacks (a run of another corpus or version);
+            ``False`` drops such entries.
+
+    Returns:
+        ``{qid: [Candidate, ...]}`` in the run's order, with the run's scores.
+
+    Raises:
+        InputError: ``strict`` and the run names documents the corpus lacks.
+    """
+    missing = sorted({d for hits in run.values() for d, _, _ in hits if d not in corpus})
+    if strict and missing:
+        msg = (
+            f"the run names {len(missing)} document(s) that the corpus lacks, e.g. {missing[:5]}: "
+            "is it a run of another corpus?"
+        )
+        raise InputError(msg)
+    return {qid: [Candidate(d, corpus[d].full_text, s) for d, _, s in hits if d in corpus] for qid, hits in run.items()}
+
+
+def write_trec_run(
+    path: PathLike,
+    candidates: Mapping[str, Sequence[Candidate]],
+    *,
+    depth: int | None = None,
+    tag: str = "xrerank",
+) -> Path:
+    """Write rankings as a TREC run ``qid Q0 docid rank score tag`` (``.gz`` compresses).
+
+    :func:`read_trec_run` reads it back in the same order (scores keep 6 decimals).
+
+    Args:
+        path: The file to write; its folder is created.
+        candidates: ``{qid: [Candidate, ...]}``, best first.
+        depth: Keep the first ``depth`` of each list (``None``: all).
+        tag: The run tag (last column; no spaces).
+
+    Returns:
+        The path written.
+    """
+    import gzip
+
+    lines = [
+        f"{qid} Q0 {c.docid} {rank} {c.score:.6f} {tag}\n"
+        for qid in sorted(candidates, key=_qid_sort_key)
+        for rank, c in enumerate(list(candidates[qid])[:depth], 1)
+    ]
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.suffix == ".gz":
+        with gzip.open(target, "wt", encoding="utf-8") as f:
+            f.writelines(lines)
+    else:
+        target.write_text("".join(lines), encoding="utf-8")
+    return target
+
+
+def _qid_sort_key(qid: str) -> tuple[int, int | str]:
+    return (0, int(qid)) if qid.isdigit() else (1, qid)
 
 
 # --------------------------------------------------------------------------- file helpers

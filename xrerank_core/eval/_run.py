@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from xrerank_core._exceptions import ConfigError, InputError
-from xrerank_core.eval._datasets import Candidate, EvalDataset, run_from_candidates
+from xrerank_core.eval._datasets import Candidate, EvalDataset, run_from_candidates, write_trec_run
 from xrerank_core.eval._metrics import EvalResult, MetricComparison, compare_runs, evaluate_run
 
 if TYPE_CHECKING:
@@ -429,6 +429,7 @@ def run_eval(
     ignore_queries_without_relevant: bool = False,
     warmup: bool = True,
     show_progress: bool | None = None,
+    save_run: str | os.PathLike[str] | None = None,
 ) -> EvalReport:
     """Evaluate a first stage and a reranker on top of it: quality before/after, and cost.
 
@@ -454,6 +455,11 @@ def run_eval(
             ``>= rel_threshold`` (the usual WikiQA protocol).
         warmup: Rerank the first query once, untimed, before timing.
         show_progress: Progress bars on stderr; ``None`` = only when stderr is a terminal.
+        save_run: Write the first stage's ranking of the evaluated queries (top
+            ``candidates``) to this TREC run file (``.gz`` compresses), e.g. to evaluate
+            again where the dense first stage cannot run (a GPU box without Chroma):
+            load the dataset, give it these candidates (:func:`candidates_from_run`)
+            and use ``first_stage="given"`` (``xrerank eval --run-file``).
 
     Returns:
         The :class:`EvalReport`.
@@ -503,6 +509,8 @@ def run_eval(
         settings["embedder"] = "all-MiniLM-L6-v2 (packaged)"
         cands = _dense(dataset, qids, candidates, chroma_dir, name, show_progress)
     first_stage_seconds = time.perf_counter() - fs_started
+    if save_run is not None:
+        write_trec_run(save_run, cands, tag=f"xrerank-{kind}")
 
     qrels = {q: dataset.qrels[q] for q in qids}
     options: dict[str, Any] = {
