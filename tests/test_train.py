@@ -332,6 +332,7 @@ def test_average_of_two_runs_is_the_mean_of_their_weights_and_is_chosen_on_their
     train(c)
     with pytest.raises(InputError, match="different dev splits"):
         average_models([a.output, c.output], str(tmp_path / "bad"))
+    assert not (tmp_path / "bad").exists()
     with pytest.raises(InputError, match="at least two"):
         average_models([a.output], str(tmp_path / "bad"))
 
@@ -388,6 +389,7 @@ def test_average_of_runs_on_different_dev_folds_is_chosen_on_each_fold_by_the_ru
     train(c)
     with pytest.raises(InputError, match="hold out dev folds"):
         average_models([a.output, b.output, c.output], str(tmp_path / "mixed"), device="cpu")
+    assert not (tmp_path / "mixed").exists()  # refused before anything is written
     with pytest.raises(ConfigError, match="dev_fold 5 of 6 queries needs 36"):
         train(_fruit_run(tmp_path, tiny_bert, "d", dev_fold=5))
 

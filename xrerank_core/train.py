@@ -1035,6 +1035,28 @@ def average_models(
         mean = torch.stack([s[key].to(torch.float32) for s in states]).mean(dim=0)
         averaged[key] = mean.to(torch.float16 if half else torch.float32).contiguous()
 
+    records = []
+    for folder in folders:
+        path = folder / "training.json"
+        records.append(json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None)
+    configs = [r.get("config") if isinstance(r, dict) else None for r in records]
+    recorded = [c for c in configs if isinstance(c, dict)]
+    folds = [c.get("dev_fold", 0) for c in recorded]
+    # Refuse before writing anything: a choice with no sound reading leaves no half-made output.
+    if choose_on_dev and len(recorded) == len(configs):
+        if len({_split_of(c) for c in recorded}) != 1:
+            msg = (
+                "the models were trained with different dev splits (data, split, dev_queries or split seed): "
+                "a choice on one of them would be judged on another's training queries; pass choose_on_dev=False"
+            )
+            raise InputError(msg)
+        if len(set(folds)) not in (1, len(folds)):
+            msg = (
+                f"the models hold out dev folds {folds}: either one fold for all (the average is "
+                "chosen on it) or a different fold each (each fold is scored by the run that held it out)"
+            )
+            raise InputError(msg)
+
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     for f in folders[0].iterdir():
@@ -1043,58 +1065,36 @@ def average_models(
     save_file(averaged, str(out / _WEIGHTS), metadata={"format": "pt"})
     logger.info("averaged %d models into %s", len(folders), out)
 
-    records = []
-    for folder in folders:
-        path = folder / "training.json"
-        records.append(json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None)
     record: dict[str, Any] = {
         "average_of": [str(m) for m in models],
         "ingredients": records,
         "float16": half,
         "result": {},
     }
-    configs = [r.get("config") if isinstance(r, dict) else None for r in records]
-    if choose_on_dev:
-        if not all(isinstance(c, dict) for c in configs):
-            logger.warning("not every model has a training.json from xrerank train: no dev choice for the average")
-        elif len({_split_of(c) for c in configs if c is not None}) != 1:
-            msg = (
-                "the models were trained with different dev splits (data, split, dev_queries or split seed): "
-                "a choice on one of them would be judged on another's training queries; pass choose_on_dev=False"
-            )
-            raise InputError(msg)
+    if choose_on_dev and len(recorded) != len(configs):
+        logger.warning("not every model has a training.json from xrerank train: no dev choice for the average")
+    elif choose_on_dev:
+        depths = (
+            sorted({d for c in recorded for d in c.get("dev_depths", ())}) if dev_depths is None else list(dev_depths)
+        )
+        rebuilt = [_config_from_record(c, str(out), depths, device) for c in recorded]
+        if len(set(folds)) == 1:
+            weight, table = select_fusion(str(out), rebuilt[0])
         else:
-            recorded = [c for c in configs if c is not None]
-            depths = (
-                sorted({d for c in recorded for d in c.get("dev_depths", ())})
-                if dev_depths is None
-                else list(dev_depths)
+            # Cross-fitting: the average trained on every fold, so each fold is scored by
+            # the one run that held it out, and the choice is made on all folds together.
+            weight, table = select_fusion_cross_fitted(
+                str(out), [(str(f), c) for f, c in zip(folders, rebuilt, strict=True)]
             )
-            folds = [c.get("dev_fold", 0) for c in recorded]
-            rebuilt = [_config_from_record(c, str(out), depths, device) for c in recorded]
-            if len(set(folds)) == 1:
-                weight, table = select_fusion(str(out), rebuilt[0])
-            elif len(set(folds)) == len(folds):
-                # Cross-fitting: the average trained on every fold, so each fold is scored by
-                # the one run that held it out, and the choice is made on all folds together.
-                weight, table = select_fusion_cross_fitted(
-                    str(out), [(str(f), c) for f, c in zip(folders, rebuilt, strict=True)]
-                )
-                record["cross_fitted_folds"] = folds
-            else:
-                msg = (
-                    f"the models hold out dev folds {folds}: either one fold for all (the average is "
-                    "chosen on it) or a different fold each (each fold is scored by the run that held it out)"
-                )
-                raise InputError(msg)
-            chosen = json.loads((out / "xrerank.json").read_text(encoding="utf-8"))
-            record["result"] = {
-                "fusion_weight": weight,
-                "dev_fused": table[weight],
-                "long_documents": chosen["long_documents"],
-                "candidates": chosen["candidates"],
-                "dev_ndcg@10_by_candidates": chosen["dev_ndcg@10_by_candidates"],
-            }
+            record["cross_fitted_folds"] = folds
+        chosen = json.loads((out / "xrerank.json").read_text(encoding="utf-8"))
+        record["result"] = {
+            "fusion_weight": weight,
+            "dev_fused": table[weight],
+            "long_documents": chosen["long_documents"],
+            "candidates": chosen["candidates"],
+            "dev_ndcg@10_by_candidates": chosen["dev_ndcg@10_by_candidates"],
+        }
     (out / "training.json").write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
     _write_average_card(out, models, record)
     return record
