@@ -394,6 +394,28 @@ def test_average_of_runs_on_different_dev_folds_is_chosen_on_each_fold_by_the_ru
         train(_fruit_run(tmp_path, tiny_bert, "d", dev_fold=5))
 
 
+def test_dev_queries_seen_by_a_base_are_found_from_another_folder(
+    tmp_path: Path, tiny_bert: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs record their paths as typed (often relative); the chain of bases is still followed from elsewhere."""
+    from xrerank_core.eval import load_dataset
+    from xrerank_core.train import _dev_split, _seen_by_bases
+
+    monkeypatch.chdir(tmp_path)
+    a = dataclasses.replace(_fruit_run(tmp_path, tiny_bert, "a", seed=1, split_seed=5), output="a", max_steps=1)
+    b = _fruit_run(tmp_path, tiny_bert, "b", seed=2, split_seed=5, dev_fold=1)
+    b = dataclasses.replace(b, base="a", output="b", max_steps=1)  # relative paths, as typed in a shell
+    train(a), train(b)
+    c = dataclasses.replace(b, base=str(tmp_path / "b"), output=str(tmp_path / "c"))  # from b, itself from a
+    ds = load_dataset(c.data, split="train")
+    dev_c, _ = _dev_split(c, ds, random.Random(c.seed))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    seen = _seen_by_bases(c, ds, dev_c)
+    # b held fold 1 out; a held fold 0 out, so it trained on all of c's dev fold, found through b's record
+    assert {str(Path(k).resolve()): v for k, v in seen.items()} == {str((tmp_path / "a").resolve()): set(dev_c)}
+
+
 def test_average_refuses_models_that_do_not_match(tmp_path: Path, tiny_bert: str) -> None:
     from transformers import BertConfig, BertForSequenceClassification
 

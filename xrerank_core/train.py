@@ -524,10 +524,12 @@ def _seen_by_bases(config: TrainConfig, ds: EvalDataset, dev_q: Sequence[str]) -
     base, hops = config.base, 0
     while hops < 16 and (Path(base) / "training.json").is_file():
         hops += 1
-        recorded = json.loads((Path(base) / "training.json").read_text(encoding="utf-8")).get("config")
-        if not isinstance(recorded, dict) or (recorded.get("data"), recorded.get("split")) != (
-            config.data,
-            config.split,
+        record = json.loads((Path(base) / "training.json").read_text(encoding="utf-8"))
+        recorded = record.get("config")
+        if (
+            not isinstance(recorded, dict)
+            or recorded.get("split") != config.split
+            or not _same_path(_resolve_recorded(str(recorded.get("data")), record), config.data)
         ):
             break
         parent = _config_from_record(recorded, base, (), None)
@@ -535,8 +537,35 @@ def _seen_by_bases(config: TrainConfig, ds: EvalDataset, dev_q: Sequence[str]) -
         trained = set(dev_q) & (judged - set(parent_dev))
         if trained:
             seen[base] = trained
-        base = parent.base
+        base = _resolve_recorded(parent.base, record)
     return seen
+
+
+def _resolve_recorded(path: str, record: Mapping[str, Any]) -> str:
+    """A path from a ``training.json`` record: as written if it is found from here, else from the run's folder.
+
+    Runs record their paths as given, often relative to the folder they were started in
+    (``workdir`` in the record); a later command may run from elsewhere.
+    """
+    p = Path(path)
+    workdir = record.get("workdir")
+    if p.is_absolute() or p.exists() or not isinstance(workdir, str):
+        return path
+    moved = Path(workdir) / p
+    return str(moved) if moved.exists() else path
+
+
+def _located(recorded: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's recorded config with its base, data and run file found from here (:func:`_resolve_recorded`)."""
+    paths = ("base", "data", "run_file")
+    return {k: _resolve_recorded(v, record) if k in paths and isinstance(v, str) else v for k, v in recorded.items()}
+
+
+def _same_path(a: str, b: str) -> bool:
+    pa, pb = Path(a), Path(b)
+    if pa.exists() and pb.exists():
+        return pa.resolve() == pb.resolve()
+    return a == b
 
 
 def _warn_seen_by_bases(config: TrainConfig, ds: EvalDataset, dev_q: Sequence[str], model: str) -> set[str]:
@@ -877,6 +906,7 @@ _CARD_FRONT_MATTER = (
 def _write_card(config: TrainConfig, result: TrainResult, data_name: str, steps_per_epoch: int) -> None:
     record = {
         "config": asdict(config),
+        "workdir": str(Path.cwd()),
         "data": data_name,
         "steps_per_epoch": steps_per_epoch,
         "result": {k: v for k, v in asdict(result).items() if k not in ("output",)},
@@ -1077,7 +1107,10 @@ def average_models(
         depths = (
             sorted({d for c in recorded for d in c.get("dev_depths", ())}) if dev_depths is None else list(dev_depths)
         )
-        rebuilt = [_config_from_record(c, str(out), depths, device) for c in recorded]
+        rebuilt = [
+            _config_from_record(_located(c, r or {}), str(out), depths, device)
+            for c, r in zip(recorded, records, strict=True)
+        ]
         if len(set(folds)) == 1:
             weight, table = select_fusion(str(out), rebuilt[0])
         else:
