@@ -378,8 +378,26 @@ def test_cli_reranks_a_run_file_and_saves_the_first_stage(tmp_path: Path, capsys
     assert "that the corpus lacks" in capsys.readouterr().err
     assert main([*base, "--run-file", str(tmp_path / "short.txt")]) == 2
     assert f"no ranking for {len(qids) - 1} judged queries" in capsys.readouterr().err
+    # ... unless only the queries it ranks are evaluated
+    assert main([*base, "--run-file", str(tmp_path / "short.txt"), "--queries", "1", "--output", str(tmp_path)]) == 0
     assert main([*base, "--run-file", str(tmp_path / "mine.run.gz"), "--first-stage", "given"]) == 2
     assert "--run-file replaces the first stage" in capsys.readouterr().err
+
+
+def test_given_candidates_missing_for_a_query_are_an_empty_ranking_and_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ds = EvalDataset(
+        name="two",
+        queries={"1": "alpha", "2": "beta"},
+        qrels={"1": {"d1": 1}, "2": {"d2": 1}},
+        candidates={"1": [Candidate("d1", "alpha text", 1.0), Candidate("d3", "other", 0.5)]},
+    )
+    caplog.set_level(logging.WARNING, logger="xrerank_core.eval._run")
+    rep = run_eval(ds, None, candidates=10)
+    assert "1 of the 2 evaluated queries have no first-stage candidates" in caplog.text
+    per_query = rep.first_stage.per_query
+    assert (per_query["1"]["ndcg@10"], per_query["2"]["ndcg@10"]) == (pytest.approx(1.0), 0.0)
 
 
 @needs_noveleval

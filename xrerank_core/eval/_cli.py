@@ -144,8 +144,11 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "dataset"
 
 
-def _with_run(dataset: EvalDataset, run_file: str, stage: str | None) -> EvalDataset:
-    """The dataset with the run's rankings as its candidates (every judged query must have one)."""
+def _with_run(dataset: EvalDataset, args: argparse.Namespace, stage: str | None) -> EvalDataset:
+    """The dataset with the run's rankings as its candidates (every evaluated query must have one)."""
+    from xrerank_core.eval._run import _select_queries, auto_rel_threshold
+
+    run_file = args.run_file
     if stage is not None:
         msg = f"--run-file replaces the first stage; drop --first-stage {stage}"
         raise ConfigError(msg)
@@ -153,7 +156,9 @@ def _with_run(dataset: EvalDataset, run_file: str, stage: str | None) -> EvalDat
         msg = f"--run-file needs a dataset with a corpus (the documents' texts); {dataset.name!r} has none"
         raise ConfigError(msg)
     run = read_trec_run(run_file)
-    missing = sorted(q for q, judged in dataset.qrels.items() if judged and q not in run)
+    threshold = auto_rel_threshold(dataset.qrels) if args.rel_threshold is None else args.rel_threshold
+    evaluated = _select_queries(dataset, args.queries, threshold, args.ignore_queries_without_relevant)
+    missing = [q for q in evaluated if q not in run]
     if missing:
         msg = f"{run_file} has no ranking for {len(missing)} judged queries of {dataset.name!r}, e.g. {missing[:5]}"
         raise InputError(msg)
@@ -176,7 +181,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         raise ConfigError(msg)
     kind: FirstStage = "dense" if stage == "dense" else "auto" if stage is None else "given"
     if args.run_file is not None:
-        dataset, kind = _with_run(dataset, args.run_file, stage), "given"
+        dataset, kind = _with_run(dataset, args, stage), "given"
 
     reranker = None
     if not args.no_rerank:

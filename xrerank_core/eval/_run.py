@@ -502,6 +502,14 @@ def run_eval(
     if kind == "given":
         given = dataset.candidates or {}
         cands = {q: list(given.get(q, []))[:candidates] for q in qids}
+        empty = [q for q in qids if not cands[q]]
+        if empty:
+            logger.warning(
+                "%d of the %d evaluated queries have no first-stage candidates (scored as empty rankings), e.g. %s",
+                len(empty),
+                len(qids),
+                empty[:5],
+            )
     else:
         name = collection_name or collection_name_for(dataset.name)
         settings["chroma_dir"] = None if chroma_dir is None else str(Path(chroma_dir))
