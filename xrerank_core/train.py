@@ -542,17 +542,18 @@ def _seen_by_bases(config: TrainConfig, ds: EvalDataset, dev_q: Sequence[str]) -
 
 
 def _resolve_recorded(path: str, record: Mapping[str, Any]) -> str:
-    """A path from a ``training.json`` record: as written if it is found from here, else from the run's folder.
+    """A path from a ``training.json`` record, found from the folder the run was started in.
 
-    Runs record their paths as given, often relative to the folder they were started in
-    (``workdir`` in the record); a later command may run from elsewhere.
+    Runs record their paths as given, often relative to that folder (``workdir`` in the
+    record); a later command may run from elsewhere. A relative path not found there (a
+    record from another machine, or an older one without ``workdir``) is kept as written.
     """
     p = Path(path)
     workdir = record.get("workdir")
-    if p.is_absolute() or p.exists() or not isinstance(workdir, str):
+    if p.is_absolute() or not isinstance(workdir, str):
         return path
-    moved = Path(workdir) / p
-    return str(moved) if moved.exists() else path
+    there = Path(workdir) / p
+    return str(there) if there.exists() else path
 
 
 def _located(recorded: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, Any]:
