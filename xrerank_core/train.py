@@ -525,19 +525,17 @@ def _seen_by_bases(config: TrainConfig, ds: EvalDataset, dev_q: Sequence[str]) -
     while hops < 16 and (Path(base) / "training.json").is_file():
         hops += 1
         record = json.loads((Path(base) / "training.json").read_text(encoding="utf-8"))
-        recorded = record.get("config")
-        if (
-            not isinstance(recorded, dict)
-            or recorded.get("split") != config.split
-            or not _same_path(_resolve_recorded(str(recorded.get("data")), record), config.data)
-        ):
+        if not isinstance(record.get("config"), dict):
+            break
+        recorded = _located(record["config"], record)
+        if recorded.get("split") != config.split or not _same_path(str(recorded.get("data")), config.data):
             break
         parent = _config_from_record(recorded, base, (), None)
         parent_dev, _ = _dev_split(parent, ds, random.Random(parent.seed))
         trained = set(dev_q) & (judged - set(parent_dev))
         if trained:
             seen[base] = trained
-        base = _resolve_recorded(parent.base, record)
+        base = parent.base
     return seen
 
 

@@ -245,7 +245,7 @@ def write_trec_run(
 
     lines = [
         f"{qid} Q0 {c.docid} {rank} {c.score:.6f} {tag}\n"
-        for qid in sorted(candidates, key=_qid_sort_key)
+        for qid in sorted(candidates, key=_qid_key)
         for rank, c in enumerate(list(candidates[qid])[:depth], 1)
     ]
     target = Path(path)
@@ -258,8 +258,9 @@ def write_trec_run(
     return target
 
 
-def _qid_sort_key(qid: str) -> tuple[int, int | str]:
-    return (0, int(qid)) if qid.isdigit() else (1, qid)
+def _qid_key(qid: str) -> tuple[int, int, str]:
+    """Numeric query ids in numeric order, then the others in text order."""
+    return (0, int(qid), "") if qid.isdigit() else (1, 0, qid)
 
 
 # --------------------------------------------------------------------------- file helpers

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from xrerank_core._exceptions import ConfigError, InputError
-from xrerank_core.eval._datasets import Candidate, EvalDataset, run_from_candidates, write_trec_run
+from xrerank_core.eval._datasets import Candidate, EvalDataset, _qid_key, run_from_candidates, write_trec_run
 from xrerank_core.eval._metrics import EvalResult, MetricComparison, compare_runs, evaluate_run
 
 if TYPE_CHECKING:
@@ -224,10 +224,6 @@ def auto_rel_threshold(qrels: Mapping[str, Mapping[str, int]]) -> int:
     """
     top = max((g for judged in qrels.values() for g in judged.values()), default=0)
     return 2 if top >= 3 else 1
-
-
-def _qid_key(qid: str) -> tuple[int, int, str]:
-    return (0, int(qid), "") if qid.isdigit() else (1, 0, qid)
 
 
 def _positive_int(name: str, value: object, *, allow_none: bool = False) -> None:
