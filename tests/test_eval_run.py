@@ -27,6 +27,7 @@ from xrerank_core.eval import (
     EvalDataset,
     EvalReport,
     auto_rel_threshold,
+    candidates_from_run,
     default_metrics,
     evaluate_run,
     load_dl19,
@@ -382,6 +383,18 @@ def test_cli_reranks_a_run_file_and_saves_the_first_stage(tmp_path: Path, capsys
     assert main([*base, "--run-file", str(tmp_path / "short.txt"), "--queries", "1", "--output", str(tmp_path)]) == 0
     assert main([*base, "--run-file", str(tmp_path / "mine.run.gz"), "--first-stage", "given"]) == 2
     assert "--run-file replaces the first stage" in capsys.readouterr().err
+
+
+def test_candidates_from_run_keeps_the_given_queries_and_checks_only_their_documents() -> None:
+    from xrerank_core.eval import Passage
+
+    corpus = {"d1": Passage("T", "one"), "d2": Passage("", "two")}
+    run = {"q1": [("d2", 1, 3.0), ("d1", 2, 2.0)], "q2": [("elsewhere", 1, 1.0)]}
+    with pytest.raises(InputError, match=r"1 document\(s\) that the corpus lacks, e.g. \['elsewhere'\]"):
+        candidates_from_run(run, corpus)
+    kept = candidates_from_run(run, corpus, queries={"q1", "q3"})
+    assert kept == {"q1": [Candidate("d2", corpus["d2"].full_text, 3.0), Candidate("d1", corpus["d1"].full_text, 2.0)]}
+    assert candidates_from_run(run, corpus, strict=False) == {**kept, "q2": []}
 
 
 def test_given_candidates_missing_for_a_query_are_an_empty_ranking_and_a_warning(

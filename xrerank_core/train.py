@@ -256,7 +256,7 @@ def _first_stage(
 ) -> dict[str, list[Candidate]]:
     if config.run_file is not None:
         run = read_trec_run(config.run_file)
-        return candidates_from_run({q: hits for q, hits in run.items() if q in queries}, corpus, strict=False)
+        return candidates_from_run(run, corpus, strict=False, queries=queries)
     chroma_dir = config.chroma_dir or str(Path.home() / ".cache" / "xrerank" / "chroma")
     collection = build_chroma_collection(corpus, persist_dir=chroma_dir, collection_name=_collection_name(corpus))
     return dense_candidates(collection, queries, k=config.first_stage_k)

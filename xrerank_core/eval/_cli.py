@@ -162,8 +162,8 @@ def _with_run(dataset: EvalDataset, args: argparse.Namespace, stage: str | None)
     if missing:
         msg = f"{run_file} has no ranking for {len(missing)} judged queries of {dataset.name!r}, e.g. {missing[:5]}"
         raise InputError(msg)
-    ranked = {q: hits for q, hits in run.items() if q in dataset.queries}
-    return dataclasses.replace(dataset, candidates=candidates_from_run(ranked, dataset.corpus))
+    candidates = candidates_from_run(run, dataset.corpus, queries=dataset.queries)
+    return dataclasses.replace(dataset, candidates=candidates)
 
 
 def _run_eval(args: argparse.Namespace) -> int:

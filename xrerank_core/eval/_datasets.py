@@ -29,7 +29,7 @@ import math
 import os
 import sys
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -196,6 +196,7 @@ def candidates_from_run(
     corpus: Mapping[str, Passage],
     *,
     strict: bool = True,
+    queries: Collection[str] | None = None,
 ) -> dict[str, list[Candidate]]:
     """Give each document of a run (from :func:`read_trec_run`) its text from ``corpus``.
 
@@ -204,6 +205,8 @@ def candidates_from_run(
         corpus: The documents the run ranks.
         strict: Refuse a docid the corpus lacks (a run of another corpus or version);
             ``False`` drops such entries.
+        queries: Keep only these query ids (``None``: all); a run may rank more queries than a
+            dataset holds. ``strict`` checks the kept rankings only.
 
     Returns:
         ``{qid: [Candidate, ...]}`` in the run's order, with the run's scores.
@@ -211,6 +214,8 @@ def candidates_from_run(
     Raises:
         InputError: ``strict`` and the run names documents the corpus lacks.
     """
+    if queries is not None:
+        run = {q: hits for q, hits in run.items() if q in queries}
     missing = sorted({d for hits in run.values() for d, _, _ in hits if d not in corpus})
     if strict and missing:
         msg = (
