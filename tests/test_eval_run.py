@@ -13,6 +13,7 @@ import logging
 import math
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import SHARED_DATA
@@ -459,3 +460,37 @@ def test_cli_noveleval_dense_with_minilm(
     assert replay["first_stage"]["mean"] == pytest.approx(data["first_stage"]["mean"], abs=1e-6)
     assert data["comparison"]["recall@20"]["delta"] == 0.0
     assert (tmp_path / "chroma").is_dir()
+
+
+def _fruit_eval_set() -> EvalDataset:
+    fruit = ["apple", "banana", "cherry", "grape", "lemon", "mango", "orange", "peach"]
+    return EvalDataset(
+        name="fruit",
+        queries={"1": "apple pie", "2": "mango juice", "3": "lemon tart"},
+        qrels={"1": {"d0": 1}, "2": {"d5": 1}, "3": {"d4": 2, "d3": 1}},
+        candidates={
+            q: [Candidate(f"d{i}", f"{w} and a few words on {w}", float(8 - i)) for i, w in enumerate(fruit)]
+            for q in ("1", "2", "3")
+        },
+    )
+
+
+def test_a_cascade_reranker_is_evaluated_in_its_own_order(tiny_bert: str) -> None:
+    """A cascade leaves its unrescored tail at -inf; the run keeps them last, in the reranker's order."""
+    ds = _fruit_eval_set()
+    rr = Reranker(tiny_bert, backend="torch", cascade_top_k=3, cascade_backend="torch", cascade_max_length=16)
+    rep = run_eval(ds, rr, candidates=8, metrics=["ndcg@10"], show_progress=False)
+    assert rep.reranked is not None
+    for qid in ds.queries:
+        texts = [c.text for c in ds.candidates[qid]]  # type: ignore[index]
+        order = [ds.candidates[qid][r.index].docid for r in rr.rerank(ds.queries[qid], texts)]  # type: ignore[index]
+        expected = evaluate_run({qid: ds.qrels[qid]}, {qid: {d: -i for i, d in enumerate(order)}}, ["ndcg@10"])
+        assert rep.reranked.per_query[qid]["ndcg@10"] == pytest.approx(expected.mean["ndcg@10"])
+
+
+def test_the_warm_up_call_cannot_fill_the_score_cache_for_the_timed_calls(fake: Any) -> None:
+    ds = _fruit_eval_set()
+    rr = Reranker(fake, cache_size=1000)
+    rep = run_eval(ds, rr, candidates=8, metrics=["ndcg@10"], show_progress=False)
+    assert rep.cost is not None and rep.cost.pairs == 24
+    assert fake.pairs_scored == 8 + 24  # the warm-up's 8 pairs, then every timed pair by the model

@@ -428,3 +428,74 @@ def test_average_refuses_models_that_do_not_match(tmp_path: Path, tiny_bert: str
         average_models([tiny_bert, str(other)], str(tmp_path / "out"), choose_on_dev=False)
     with pytest.raises(InputError, match=r"no model\.safetensors"):
         average_models([tiny_bert, str(tmp_path)], str(tmp_path / "out"), choose_on_dev=False)
+
+
+def test_jsonl_negatives_may_be_one_string_and_a_row_that_cannot_be_filled_is_refused(
+    tmp_path: Path, tiny_bert: str
+) -> None:
+    from xrerank_core.train import _groups_from_jsonl, _read_jsonl_pairs
+
+    data = tmp_path / "one.jsonl"
+    data.write_text(json.dumps({"query": "q", "positive": "the answer", "negatives": "a wrong answer"}) + "\n")
+    rows = _read_jsonl_pairs(data)
+    assert rows[0]["negatives"] == ["a wrong answer"]  # one text, not its characters
+    config = TrainConfig(base=tiny_bert, data=str(data), output=str(tmp_path / "o"), hard_negatives=1)
+    assert _groups_from_jsonl(config, rows, random.Random(0)) == [
+        {"query": "q", "positive": "the answer", "negative_1": "a wrong answer"}
+    ]
+    # three negatives wanted, one given, and no other row to borrow from: an error, not an endless loop
+    with pytest.raises(InputError, match=r"has 1 negative\(s\), fewer than hard_negatives=3"):
+        train(TrainConfig(base=tiny_bert, data=str(data), output=str(tmp_path / "o"), max_steps=1))
+    data.write_text(json.dumps({"query": "q", "positive": "p", "negatives": {"not": "a list"}}) + "\n")
+    with pytest.raises(InputError, match="strings or lists of strings"):
+        _read_jsonl_pairs(data)
+
+
+def test_fewer_groups_than_a_batch_is_refused_and_the_card_counts_whole_batches(tmp_path: Path, tiny_bert: str) -> None:
+    ten = tmp_path / "ten.jsonl"
+    ten.write_text("".join(json.dumps({"query": f"q{i}", "positive": f"p{i}"}) + "\n" for i in range(10)))
+    common = {"base": tiny_bert, "data": str(ten), "hard_negatives": 1, "max_length": 32, "device": "cpu"}
+    with pytest.raises(InputError, match=r"10 training group\(s\).*fewer than one batch \(batch_size=16\)"):
+        train(TrainConfig(output=str(tmp_path / "a"), **common))
+    assert not (tmp_path / "a" / "model.safetensors").exists()
+    result = train(TrainConfig(output=str(tmp_path / "b"), batch_size=4, epochs=1, eval_steps=10, **common))
+    assert result.steps == 2  # 10 groups in batches of 4: the last 2 are dropped
+    assert "- steps: 2 (2 per epoch)" in (tmp_path / "b" / "README.md").read_text()
+
+
+def test_no_in_batch_negatives_means_none(tmp_path: Path, tiny_bert: str) -> None:
+    import math
+
+    from sentence_transformers import CrossEncoder
+
+    from xrerank_core.train import _listwise_loss
+
+    model = CrossEncoder(tiny_bert, num_labels=1, max_length=32, device="cpu")
+    anchors = [f"q{i}" for i in range(16)]
+    columns = [[f"p{i}" for i in range(16)], *[[f"n{j}_{i}" for i in range(16)] for j in range(3)]]
+    assert len(list(_listwise_loss(model, 0).get_in_batch_negatives(anchors, columns))) == 0
+    assert len(list(_listwise_loss(model, 2).get_in_batch_negatives(anchors, columns))) == 2
+    # softmax over the positive and 2 hard negatives only: the loss starts near ln 3, not ln(3 + 21)
+    result = train(_tiny_run(tmp_path, tiny_bert, in_batch_negatives=0))
+    losses = [loss for _, loss in result.losses]
+    assert losses[0] < math.log(3) + 0.3
+    assert sum(losses[-3:]) / 3 < losses[0] - 0.1  # and it learns
+
+
+def test_average_scores_where_it_runs_not_where_the_runs_trained(tmp_path: Path, tiny_bert: str) -> None:
+    from xrerank_core.train import average_models
+
+    a = dataclasses.replace(_fruit_run(tmp_path, tiny_bert, "a", seed=1, split_seed=5), max_steps=2)
+    b = dataclasses.replace(_fruit_run(tmp_path, tiny_bert, "b", seed=2, split_seed=5), max_steps=2)
+    for run in (a, b):
+        train(run)
+        path = Path(run.output) / "training.json"
+        record = json.loads(path.read_text())
+        record["config"]["device"] = "a-gpu-box-device"  # e.g. "cuda" on the machine that trained it
+        path.write_text(json.dumps(record))
+    average_models([a.output, b.output], str(tmp_path / "avg"))  # the engine's choice of device here
+    assert "fusion_weight" in json.loads((tmp_path / "avg" / "training.json").read_text())["result"]
+    # a dev choice that fails leaves no weights behind without their record
+    with pytest.raises(Exception, match="a-device-that-is-not"):
+        average_models([a.output, b.output], str(tmp_path / "failed"), device="a-device-that-is-not")
+    assert not (tmp_path / "failed").exists()

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
 import re
 import shutil
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -239,10 +238,13 @@ def _read_jsonl_pairs(path: Path) -> list[dict[str, Any]]:
             if not isinstance(row, dict) or not isinstance(row.get("query"), str) or not row.get("positive"):
                 msg = f'{path}:{lineno}: each line needs "query" (a string) and "positive"'
                 raise InputError(msg)
+            # a bare string is one text, as for "positive" (never a sequence of characters)
             positives = row["positive"] if isinstance(row["positive"], list) else [row["positive"]]
             negatives = row.get("negatives") or []
-            if not all(isinstance(x, str) for x in [*positives, *negatives]):
-                msg = f'{path}:{lineno}: "positive" and "negatives" must be strings'
+            if isinstance(negatives, str):
+                negatives = [negatives]
+            if not isinstance(negatives, list) or not all(isinstance(x, str) for x in [*positives, *negatives]):
+                msg = f'{path}:{lineno}: "positive" and "negatives" must be strings or lists of strings'
                 raise InputError(msg)
             rows.append({"query": row["query"], "positives": positives, "negatives": negatives})
     if not rows:
@@ -375,9 +377,18 @@ def _group(query: str, positive: str, negatives: Sequence[str]) -> dict[str, str
 
 
 def _groups_from_jsonl(config: TrainConfig, rows: list[dict[str, Any]], rng: random.Random) -> list[dict[str, str]]:
+    """One group per (row, positive); a row short of ``hard_negatives`` borrows other rows' positives."""
     everything = [p for r in rows for p in r["positives"]]
     groups = []
     for r in rows:
+        if len(r["negatives"]) < config.hard_negatives and all(p in r["positives"] for p in everything):
+            msg = (
+                f"the training row of query {r['query'][:60]!r} has {len(r['negatives'])} negative(s), "
+                f"fewer than hard_negatives="
+                f"{config.hard_negatives}, and no other row has a positive to lend it: "
+                "give it more negatives, add rows, or lower hard_negatives"
+            )
+            raise InputError(msg)
         for positive in r["positives"]:
             negatives = list(r["negatives"])[: config.hard_negatives]
             while len(negatives) < config.hard_negatives:
@@ -389,6 +400,25 @@ def _groups_from_jsonl(config: TrainConfig, rows: list[dict[str, Any]], rng: ran
 
 
 # -- evaluation -------------------------------------------------------------------
+
+
+def _listwise_loss(model: Any, in_batch_negatives: int) -> Any:
+    """Softmax over each group's raw logits (no sigmoid: the logit stays the score).
+
+    ``in_batch_negatives`` other groups' documents join each group; 0 scores each group's own
+    columns only (sentence-transformers reads ``num_negatives=None`` as *every* in-batch document).
+    """
+    from sentence_transformers.cross_encoder.losses import MultipleNegativesRankingLoss
+
+    class _GroupsOnly(MultipleNegativesRankingLoss):
+        def get_in_batch_negatives(
+            self, anchors: list[str], candidates: list[list[str]]
+        ) -> Generator[list[str], None, None]:
+            yield from ()
+
+    if in_batch_negatives == 0:
+        return _GroupsOnly(model, num_negatives=None, scale=1, activation_fn=None)
+    return MultipleNegativesRankingLoss(model, num_negatives=in_batch_negatives, scale=1, activation_fn=None)
 
 
 def _dev_evaluator(
@@ -754,7 +784,6 @@ def train(config: TrainConfig) -> TrainResult:
         import torch
         from sentence_transformers import CrossEncoder
         from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
-        from sentence_transformers.cross_encoder.losses import MultipleNegativesRankingLoss
         from transformers import set_seed
     except ImportError as exc:
         package = "sentence-transformers[train]"
@@ -797,6 +826,13 @@ def train(config: TrainConfig) -> TrainResult:
     if not groups:
         msg = f"no training groups could be built from {config.data!r}"
         raise InputError(msg)
+    if len(groups) < config.batch_size and not config.mine_only:
+        # the trainer drops the last incomplete batch: fewer groups than one batch would train nothing
+        msg = (
+            f"{len(groups)} training group(s) from {config.data!r}, fewer than one batch "
+            f"(batch_size={config.batch_size}): lower batch_size or add training data"
+        )
+        raise InputError(msg)
     rng.shuffle(groups)
     logger.info("%d training groups, %d dev queries", len(groups), len(dev_q))
     if config.mine_only:
@@ -811,9 +847,7 @@ def train(config: TrainConfig) -> TrainResult:
         model_kwargs={"dtype": torch.float32},
     )
     # Softmax over raw logits (no sigmoid): the listwise loss, and the logit stays the score.
-    loss = MultipleNegativesRankingLoss(
-        model, num_negatives=config.in_batch_negatives or None, scale=1, activation_fn=None
-    )
+    loss = _listwise_loss(model, config.in_batch_negatives)
     evaluator = _dev_evaluator(queries, qrels, dev_candidates) if dev_q else None
     dev_first_stage = (
         float(evaluate_run(qrels, run_from_candidates(dev_candidates), "ndcg@10").mean["ndcg@10"]) if dev_q else None
@@ -821,7 +855,7 @@ def train(config: TrainConfig) -> TrainResult:
     dev_before = _rerank_ndcg(model, queries, qrels, dev_candidates) if dev_q else None
 
     checkpoints = output / "checkpoints"
-    steps_per_epoch = math.ceil(len(groups) / config.batch_size)
+    steps_per_epoch = len(groups) // config.batch_size  # the last incomplete batch is dropped
     args = CrossEncoderTrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=config.epochs,
@@ -989,7 +1023,7 @@ def _config_from_record(
         output=output,
         negative_ranks=tuple(values.get("negative_ranks", (3, 50))),
         dev_depths=tuple(dev_depths),
-        device=device if device is not None else values.get("device"),
+        device=device,  # where the scoring runs now, not where the run trained (a GPU box, say)
         extra={},
     )
     return TrainConfig(**values)
@@ -1030,7 +1064,7 @@ def average_models(
         InputError: Fewer than two models, a missing weights file, or weights that do not match.
     """
     import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     from xrerank_core._models import resolve_model
 
@@ -1087,7 +1121,36 @@ def average_models(
             raise InputError(msg)
 
     out = Path(output)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        record = _write_average(
+            out, folders, models, averaged, records, recorded, configs, folds, half, choose_on_dev, device, dev_depths
+        )
+    except BaseException:
+        if created:  # a failed dev choice leaves no weights without their record
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    return record
+
+
+def _write_average(
+    out: Path,
+    folders: Sequence[Path],
+    models: Sequence[str],
+    averaged: dict[str, Any],
+    records: Sequence[dict[str, Any] | None],
+    recorded: Sequence[dict[str, Any]],
+    configs: Sequence[Any],
+    folds: Sequence[int],
+    half: bool,
+    choose_on_dev: bool,
+    device: str | None,
+    dev_depths: Sequence[int] | None,
+) -> dict[str, Any]:
+    """Write the averaged weights, the dev choice, ``training.json`` and the card into ``out``."""
+    from safetensors.torch import save_file
+
     for f in folders[0].iterdir():
         if f.is_file() and f.name not in _NOT_COPIED:
             shutil.copy2(f, out / f.name)

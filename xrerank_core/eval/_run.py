@@ -367,8 +367,10 @@ def _rerank_all(
     tokens: int | None = 0
     todo = [q for q in cands if cands[q]]
     if warmup and todo:
+        # another query than any timed one, so a score cache cannot serve the first timed call
         first = cands[todo[0]]
-        reranker.rerank(dataset.queries[todo[0]], [c.text for c in first], first_stage_scores=[c.score for c in first])
+        query = f"warm-up: {dataset.queries[todo[0]]}"
+        reranker.rerank(query, [c.text for c in first], first_stage_scores=[c.score for c in first])
     for qid in tqdm(todo, desc="reranking", unit="query", disable=not show_progress):
         query = dataset.queries[qid]
         texts = [c.text for c in cands[qid]]
@@ -385,8 +387,8 @@ def _rerank_all(
         for r in ranked:
             ordered.setdefault(cands[qid][r.index].docid, float(r.score))
             by_model.setdefault(cands[qid][r.index].docid, float(r.model_score))
-        run[qid] = ordered
-        alone[qid] = by_model
+        run[qid] = _finite(ordered)
+        alone[qid] = _finite(by_model)
     for qid in cands:
         run.setdefault(qid, {})
         alone.setdefault(qid, {})
@@ -405,6 +407,18 @@ def _rerank_all(
         per_query_latency=latency,
     )
     return run, alone, cost
+
+
+def _finite(run: dict[str, float]) -> dict[str, float]:
+    """``run`` with non-finite scores (a cascade's unscored tail: ``-inf``) just below the lowest finite one.
+
+    The dict is in the reranker's order, which breaks the resulting ties, so the ranking is unchanged.
+    """
+    finite = [v for v in run.values() if math.isfinite(v)]
+    if len(finite) == len(run):
+        return run
+    floor = min(finite, default=0.0) - 1.0
+    return {d: v if math.isfinite(v) else floor for d, v in run.items()}
 
 
 # --------------------------------------------------------------------------- the API
