@@ -303,3 +303,88 @@ def test_count_tokens_counts_what_the_model_reads(long_documents: str) -> None:
     assert (counted > 16 * 3) == (long_documents == "maxp")  # MaxP reads the long text's every window
     with pytest.raises(InputError):
         rr.count_tokens("", texts)
+
+
+def test_numpy_numbers_are_accepted_for_first_stage_scores_and_budget(fake: FakeScorer) -> None:
+    import numpy as np
+
+    rr = Reranker(fake, fusion="zscore")
+    floats = [0.9, 0.5, 0.7, 0.1]
+    want = rr.rerank("dog cat", DOCS, first_stage_scores=floats)
+    for dtype in (np.float32, np.float64):
+        got = rr.rerank("dog cat", DOCS, first_stage_scores=np.array(floats, dtype=dtype))
+        assert [r.index for r in got] == [r.index for r in want]
+        assert [r.score for r in got] == pytest.approx([r.score for r in want], abs=1e-6)
+    ranks = rr.rerank("dog cat", DOCS, first_stage_scores=np.array([4, 3, 2, 1], dtype=np.int64))
+    assert ranks == rr.rerank("dog cat", DOCS, first_stage_scores=[4, 3, 2, 1])
+    assert rr.rerank("dog cat", DOCS, budget_ms=np.float32(10_000)).reranked == len(DOCS)
+    with pytest.raises(InputError, match=r"first_stage_scores\[1\] is np\.float32\(nan\), not a finite number"):
+        rr.rerank("dog cat", DOCS, first_stage_scores=np.array([1, np.nan, 2, 3], dtype=np.float32))
+    with pytest.raises(InputError, match="not a finite number"):
+        rr.rerank("dog cat", DOCS, first_stage_scores=[True, 1.0, 2.0, 3.0])
+    with pytest.raises(ConfigError, match="budget_ms"):
+        rr.rerank("dog cat", DOCS, budget_ms=np.float64("inf"))
+
+
+def test_max_query_tokens_above_half_of_max_length_is_honoured(caplog: pytest.LogCaptureFixture) -> None:
+    fake = FakeScorer(max_length=64)
+    query = " ".join(f"w{i}" for i in range(40))  # 40 tokens: more than half of 64
+    with caplog.at_level(logging.WARNING):
+        rr = Reranker(fake, max_query_tokens=40)
+        assert rr.score(query, ["w39 appears here"]) == [1.0]  # the query's last word counts
+    assert "max_query_tokens" not in caplog.text
+    assert fake.batches[0][0][0] == query
+    # Room for the document is kept: 64 - 3 special tokens - 12 leaves a query at most 49 tokens,
+    # and a larger value is capped there, with a warning when the reranker is built.
+    long_query = " ".join(f"w{i}" for i in range(80))
+    with caplog.at_level(logging.WARNING):
+        capped = Reranker(fake, max_query_tokens=60)
+    assert "max_query_tokens=60 leaves no room" in caplog.text and "using 49" in caplog.text
+    fake.batches.clear()
+    capped.score(long_query, [" ".join(["doc"] * 100)])
+    for q, w in fake.batches[0]:
+        assert len(fake.token_offsets([q])[0]) == 49
+        assert len(fake.token_offsets([q])[0]) + len(fake.token_offsets([w])[0]) + 3 <= 64
+    # Without max_query_tokens a query keeps half of max_length, as before.
+    fake.batches.clear()
+    Reranker(fake).score(query, ["doc"])
+    assert len(fake.token_offsets([fake.batches[0][0][0]])[0]) == 32
+
+
+def test_cache_keys_of_different_pairs_never_collide() -> None:
+    cached, plain = Reranker(FakeScorer(), cache_size=100), Reranker(FakeScorer())
+    cache = cached.cache
+    assert cache is not None
+    # Without a length before each field, these two pairs hash the same bytes.
+    assert cache.key("sky\0tsky", "blue") != cache.key("sky", "sky\0tblue")
+    assert cache.key("ab", "c") != cache.key("a", "bc")
+    for query, text in [("sky", "sky\0tblue"), ("sky\0tsky", "blue"), ("ab", "c"), ("a", "bc")]:
+        assert cached.score(query, [text]) == plain.score(query, [text])
+
+
+class TruncatingFake(FakeScorer):
+    """A fake that says it cuts pairs at its own ``max_length`` (as the torch and ONNX backends do)."""
+
+    truncates_pairs = True
+
+
+def test_truncate_below_the_scorers_limit_cuts_at_the_rerankers_max_length() -> None:
+    scorer = TruncatingFake(max_length=128)
+    long_doc = " ".join(f"d{i}" for i in range(300))
+    query = "q r s"
+    Reranker(scorer, max_length=32, long_documents="truncate").score(query, [long_doc, "short doc"])
+    sizes = sorted(
+        len(scorer.token_offsets([q])[0]) + len(scorer.token_offsets([w])[0]) + 3 for q, w in scorer.batches[0]
+    )
+    assert sizes == [3 + 2 + 3, 32]  # cut at exactly 32 tokens: the scorer, cutting at 128, would not
+    # At the scorer's own limit, it gets a few tokens more and cuts at the exact token itself.
+    scorer.batches.clear()
+    Reranker(scorer, long_documents="truncate").score(query, [long_doc])
+    ((_, window),) = scorer.batches[0]
+    assert len(scorer.token_offsets([window])[0]) > 128 - 3 - 3
+    # A query longer than half the pair (max_query_tokens) is kept whole: the document is cut to fit.
+    scorer.batches.clear()
+    long_query = " ".join(f"q{i}" for i in range(80))
+    Reranker(scorer, long_documents="truncate", max_query_tokens=80).score(long_query, [long_doc])
+    ((q, window),) = scorer.batches[0]
+    assert (len(scorer.token_offsets([q])[0]), len(scorer.token_offsets([window])[0])) == (80, 128 - 3 - 80)

@@ -42,3 +42,20 @@ def test_bad_input_is_refused() -> None:
     with pytest.raises(InputError):
         rr.score_many([("dog", ["a"]), ("  ", ["b"])])
     assert rr.score_many([]) == []
+
+
+def test_onnx_int8_with_one_worker_scores_each_pair_alone(tiny_bert: str) -> None:
+    pytest.importorskip("onnxruntime")
+    query = "what is the capital of france?"
+    first = "Paris is the capital of France."
+    others = [
+        "Berlin is the capital of Germany and has many museums and a very long history of trade.",
+        "Cross-encoders read the query and the document together, token by token, in one pass!",
+        "x " * 60,
+    ]
+    rr = Reranker(tiny_bert, backend="onnx-int8", device="cpu", workers=1)
+    # int8 quantises a pass's activations over its whole batch: one pair per pass, so a score
+    # does not depend on the pairs it is scored with.
+    alone = rr.score(query, [first])[0]
+    assert rr.score(query, [first, *others])[0] == alone
+    assert rr.score_many([(query, [first]), ("another query entirely", others)])[0][0] == alone

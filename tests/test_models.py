@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import FakeScorer
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from xrerank_core import (
@@ -18,6 +19,8 @@ from xrerank_core import (
     NotACrossEncoderError,
     RemoteCodeRequiredError,
     Reranker,
+    RerankerConfig,
+    bundled_models,
 )
 
 QUERY = "what is the capital of france"
@@ -294,3 +297,75 @@ def test_pickle_weights_are_never_unpickled_without_opt_in(tmp_path: Path, tiny_
     with pytest.raises(ModelLoadError, match="allow_pickle=True"):
         Reranker(str(only), device="cpu")
     assert not marker.exists()
+
+
+# -- options that reach the model: the config's model, "~" folders, cascades, truncation ------
+
+
+def test_config_model_is_the_model_loaded(tiny_bert: str) -> None:
+    config = RerankerConfig(model=tiny_bert, backend="torch", device="cpu", normalize="sigmoid")
+    rr = Reranker(config=config)
+    direct = Reranker(tiny_bert, backend="torch", device="cpu", normalize="sigmoid")
+    assert rr.config.model == tiny_bert and rr.scorer is direct.scorer
+    assert rr.score(QUERY, DOCS) == direct.score(QUERY, DOCS)
+    # An explicit model still wins over the config's; the options too.
+    fake = FakeScorer()
+    other = Reranker(fake, config=config, normalize="none")
+    assert other.scorer is fake and other.config.model == "fake" and other.config.normalize == "none"
+
+
+def test_model_folder_under_home_reads_its_record(
+    tiny_bert: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    folder = tmp_path / "recorded"
+    shutil.copytree(tiny_bert, folder)
+    (folder / "xrerank.json").write_text(json.dumps({"long_documents": "truncate", "fusion_weight": 0.25}))
+    rr = Reranker("~/recorded", backend="torch", device="cpu")
+    assert rr.scorer is Reranker(str(folder), backend="torch", device="cpu").scorer
+    assert (rr.long_documents, rr.fusion_weight) == ("truncate", 0.25)
+
+
+@pytest.mark.parametrize("fusion", ["rrf", "zscore"])
+def test_cascade_fusion_without_first_stage_scores_uses_the_input_order(tiny_bert: str, fusion: str) -> None:
+    docs = [
+        f"document number {i} about {w} and Paris"
+        for i, w in enumerate(
+            ["cats", "the capital", "rivers", "france wine", "trains", "museums", "weather", "cheese"]
+        )
+    ]
+    n = len(docs)
+    rr = Reranker(
+        tiny_bert,
+        backend="torch",
+        device="cpu",
+        cascade_top_k=5,
+        cascade_backend="torch",
+        fusion=fusion,
+        fusion_weight=0.5,
+    )
+    implicit = rr.rerank(QUERY, docs)
+    explicit = rr.rerank(QUERY, docs, first_stage_scores=[float(n - i) for i in range(n)])
+    assert implicit.reranked == explicit.reranked == 5
+    assert [r.index for r in implicit] == [r.index for r in explicit]
+    assert [r.score for r in implicit] == pytest.approx([r.score for r in explicit], abs=1e-9)
+
+
+def test_truncate_below_the_models_limit_scores_like_cross_encoder_predict() -> None:
+    from sentence_transformers import CrossEncoder
+
+    folder = str(bundled_models()["xrerank/minilm-scifact"])
+    query = "Aspirin inhibits the production of PGE2."
+    docs = [
+        "Aspirin blocks cyclooxygenase, the enzyme that makes prostaglandins. " * 3
+        + "In this trial aspirin strongly reduced PGE2 levels in every patient group we studied.",
+        "The Eiffel Tower is in Paris. " * 6 + "Aspirin reduces PGE2.",
+        "Aspirin reduces PGE2.",
+    ]
+    rr = Reranker(folder, backend="torch", device="cpu", max_length=64, long_documents="truncate")
+    assert rr.scorer.max_length > 64  # the model would read more: the engine has to cut at 64
+    model = CrossEncoder(
+        folder, max_length=64, activation_fn=torch.nn.Identity(), device="cpu", model_kwargs={"dtype": torch.float32}
+    )
+    expected = [float(s) for s in model.predict([(query, d) for d in docs])]
+    assert rr.score(query, docs) == pytest.approx(expected, abs=1e-4)

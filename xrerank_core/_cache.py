@@ -34,12 +34,15 @@ class ScoreCache:
         return len(self._data)
 
     def key(self, query: str, text: str) -> bytes:
-        """The cache key of one pair."""
-        digest = hashlib.blake2b(self._model, digest_size=16)
-        digest.update(b"\0q")
-        digest.update(query.encode("utf-8", "surrogatepass"))
-        digest.update(b"\0t")
-        digest.update(text.encode("utf-8", "surrogatepass"))
+        """The cache key of one pair.
+
+        Each field is hashed after its length in bytes, so no two different
+        (model, query, text) triples read as the same bytes, whatever characters they hold.
+        """
+        digest = hashlib.blake2b(digest_size=16)
+        for field in (self._model, query.encode("utf-8", "surrogatepass"), text.encode("utf-8", "surrogatepass")):
+            digest.update(len(field).to_bytes(8, "big"))
+            digest.update(field)
         return digest.digest()
 
     def get_many(self, keys: Sequence[bytes]) -> list[float | None]:

@@ -52,7 +52,9 @@ class RerankerConfig:
         max_length: Tokens per (query, document) pair. ``None`` uses the model's own
             limit (at most 512); a larger value is capped at the model's limit.
         batch_size: Most pairs per forward pass. ``None`` (the default): the backend's
-            choice, 32 on CPU and 128 with torch on CUDA, where larger batches fill the device.
+            choice, 32 on CPU and 128 with torch on CUDA, where larger batches fill the device;
+            1 with ``"onnx-int8"``, whose dynamic quantisation would otherwise make a pair's
+            score depend on the pairs batched with it.
         max_batch_tokens: Optional cap on the tokens in one forward pass, so memory stays
             flat whatever the document lengths; ``None`` caps by ``batch_size`` only.
         normalize: ``"none"`` returns the model's raw logit; ``"sigmoid"`` maps it to (0, 1).
@@ -62,7 +64,10 @@ class RerankerConfig:
             ``xrerank.json`` (how it was trained and selected), else ``"maxp"``.
         window_overlap: Tokens shared by consecutive windows (``"maxp"``).
         max_query_tokens: Longest query, in tokens; a longer query is cut (with a logged
-            warning). ``None`` allows half of ``max_length``.
+            warning). ``None`` allows half of ``max_length``. A larger value is honoured up to
+            what leaves the document 12 tokens of the pair (``max_length`` less the special
+            tokens and 12); beyond that it is capped there, with a warning when the
+            :class:`~xrerank_core.Reranker` is built.
         trust_remote_code: Allow models that ship their own Python code (e.g. Jina).
         allow_pickle: Allow pickle weight files (``pytorch_model.bin``); by default only
             safetensors load, because unpickling runs arbitrary code.
@@ -200,10 +205,11 @@ def validate_budget(budget_ms: object) -> float | None:
     """Check ``budget_ms`` (``None`` or a positive finite number of milliseconds) and return it."""
     if budget_ms is None:
         return None
+    # numbers.Real: NumPy numbers (from a config or a sweep) are numbers too.
     if (
         isinstance(budget_ms, bool)
-        or not isinstance(budget_ms, int | float)
-        or not math.isfinite(budget_ms)
+        or not isinstance(budget_ms, numbers.Real)
+        or not math.isfinite(float(budget_ms))
         or budget_ms <= 0
     ):
         msg = f"budget_ms must be None or a positive number of milliseconds, got {budget_ms!r}"

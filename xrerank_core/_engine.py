@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import math
+import numbers
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -15,7 +16,7 @@ from typing import Any
 
 from xrerank_core._backends import Scorer
 from xrerank_core._cache import ScoreCache, Throughput
-from xrerank_core._config import DEFAULT_MODEL, RerankerConfig, validate_budget, validate_threshold, validate_top_n
+from xrerank_core._config import RerankerConfig, validate_budget, validate_threshold, validate_top_n
 from xrerank_core._exceptions import ConfigError, InputError, InputTypeError, ScoringError, XRerankError
 from xrerank_core._fusion import fuse
 from xrerank_core._models import get_scorer, resolve_model
@@ -28,6 +29,8 @@ logger = logging.getLogger(__name__)
 # Tokens kept free in each window, because a window's text re-tokenized next to the
 # query can take a token or two more than its span did alone.
 _WINDOW_SLACK = 4
+# The fewest document tokens a window holds, however long the query.
+_MIN_WINDOW = 8
 _LONG = ("maxp", "truncate")
 # budget_ms: the share of the time left that the predicted scoring time may fill, and the
 # padding allowance on top of the pairs' own tokens.
@@ -147,7 +150,8 @@ def _check_first_stage(scores: Sequence[float] | None, n: int) -> list[float] | 
         msg = f"first_stage_scores has {len(out)} values for {n} documents"
         raise InputError(msg)
     for i, s in enumerate(out):
-        if isinstance(s, bool) or not isinstance(s, int | float) or not math.isfinite(s):
+        # numbers.Real: NumPy scores (a FAISS or NumPy retriever's float32 / int64) are numbers too.
+        if isinstance(s, bool) or not isinstance(s, numbers.Real) or not math.isfinite(float(s)):
             msg = f"first_stage_scores[{i}] is {s!r}, not a finite number"
             raise InputError(msg)
     return [float(s) for s in out]
@@ -168,7 +172,7 @@ class Reranker:
 
     def __init__(
         self,
-        model: str | Scorer = DEFAULT_MODEL,
+        model: str | Scorer | None = None,
         *,
         config: RerankerConfig | None = None,
         **options: Any,
@@ -177,7 +181,8 @@ class Reranker:
 
         Args:
             model: A hub id, a local folder, the short name of a bundled model, or a
-                ready :class:`~xrerank_core.Scorer`.
+                ready :class:`~xrerank_core.Scorer`. ``None``: ``config.model``, or
+                :data:`~xrerank_core.DEFAULT_MODEL` without a ``config``.
             config: A full configuration (``model`` and ``options`` then override it).
             **options: Any field of :class:`RerankerConfig`: ``backend``, ``device``,
                 ``max_length``, ``batch_size``, ``normalize``, ``long_documents``, ...
@@ -192,6 +197,8 @@ class Reranker:
             fields = ", ".join(sorted(set(RerankerConfig.__dataclass_fields__) - {"model"}))
             msg = f"unknown option(s) {', '.join(sorted(unknown))}; the options are: {fields}"
             raise ConfigError(msg)
+        if model is None:
+            model = base.model
         if isinstance(model, str):
             self.config = replace(base, model=model, **options)
             self.scorer: Scorer = get_scorer(self.config)
@@ -206,6 +213,7 @@ class Reranker:
         if wanted is not None and wanted > limit:
             logger.warning("max_length=%d is more than %s accepts; using %d", wanted, self.config.model, limit)
         self.max_length = min(wanted or 512, limit)
+        self._query_cap = self._query_tokens_cap()
         recorded = self._recorded_settings()
         long_documents = self.config.long_documents
         if long_documents == "auto":
@@ -257,7 +265,7 @@ class Reranker:
     def _recorded_settings(self) -> dict[str, Any]:
         """The settings a model folder records in ``xrerank.json`` (chosen when it was trained), or ``{}``."""
         try:
-            path = Path(resolve_model(self.config.model)) / "xrerank.json"
+            path = Path(resolve_model(self.config.model)).expanduser() / "xrerank.json"
             recorded = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
         except (OSError, ValueError, XRerankError):
             return {}
@@ -351,6 +359,9 @@ class Reranker:
             scored, model = list(range(k)), self._normalized(raw)
             rest = list(range(k, len(docs)))
             rest_model = [self._normalized([-math.inf])[0]] * len(rest)
+        if first is None and self.config.fusion != "none":
+            # The input order is the first stage's: a cascade's `scored` is in its cheaper scorer's order.
+            first = [float(len(docs) - i) for i in range(len(docs))]
         first_scored = None if first is None else [first[i] for i in scored]
         fused = fuse(model, first_scored, self.config.fusion, self.fusion_weight, self.config.rrf_k)
         order = sorted(range(len(scored)), key=lambda j: (-fused[j], scored[j]))
@@ -469,9 +480,31 @@ class Reranker:
 
     # -- internals ----------------------------------------------------------------
 
+    def _query_tokens_cap(self) -> int:
+        """The most query tokens a pair keeps: ``max_query_tokens`` (default half of ``max_length``).
+
+        An explicit value is honoured up to what leaves the document a window of
+        ``_MIN_WINDOW`` tokens (plus the slack) in ``max_length``; beyond that it is capped,
+        with a warning.
+        """
+        wanted = self.config.max_query_tokens
+        if wanted is None:
+            return self.max_length // 2
+        room = self.max_length - self.scorer.num_special_tokens - _WINDOW_SLACK - _MIN_WINDOW
+        room = max(room, 1)
+        if wanted > room:
+            logger.warning(
+                "max_query_tokens=%d leaves no room for the document in pairs of max_length=%d tokens; using %d",
+                wanted,
+                self.max_length,
+                room,
+            )
+            return room
+        return wanted
+
     def _query_limit(self) -> int:
-        """The most query tokens a pair keeps (``max_query_tokens``, at most half of ``max_length``)."""
-        return min(self.config.max_query_tokens or self.max_length // 2, self.max_length // 2)
+        """The most query tokens a pair keeps (``max_query_tokens``, default half of ``max_length``)."""
+        return self._query_cap
 
     def _prepare_query(self, query: str) -> tuple[str, int]:
         offsets = self.scorer.token_offsets([query])
@@ -488,7 +521,7 @@ class Reranker:
         """Unique windows to score, their token counts, and each document's window ids."""
         all_offsets = self.scorer.token_offsets(docs)
         budget = self.max_length - self.scorer.num_special_tokens - query_tokens - _WINDOW_SLACK
-        budget = max(budget, 8)
+        budget = max(budget, _MIN_WINDOW)
         window_ids: dict[str, int] = {}
         windows: list[str] = []
         lengths: list[int] = []
@@ -496,9 +529,12 @@ class Reranker:
         truncate = self.long_documents == "truncate"
         # Truncating, a scorer that cuts pairs itself gets a few tokens more than fit and cuts at
         # the exact token (as CrossEncoder.predict does); the slack would otherwise drop them.
+        # It cuts at its own max_length, though, and longest_first would cut a query longer than
+        # half the pair (max_query_tokens above that): then the engine cuts at the exact token.
         exact = truncate and bool(getattr(self.scorer, "truncates_pairs", False))
         fits = max(self.max_length - self.scorer.num_special_tokens - query_tokens, 1)
-        cut = budget + 2 * _WINDOW_SLACK if exact else budget
+        scorer_cuts = exact and self.max_length == self.scorer.max_length and query_tokens <= self.max_length // 2
+        cut = budget + 2 * _WINDOW_SLACK if scorer_cuts else fits if exact else budget
         n_split = 0
         for d, doc in enumerate(docs):
             if all_offsets is None:

@@ -446,7 +446,10 @@ class OnnxScorer:
         preferred_batch_tokens: The tokens per forward pass this backend runs fastest with;
             the engine uses it when ``max_batch_tokens`` is not set.
         preferred_batch_size: Pairs per forward pass when ``batch_size`` is not set: 1 for
-            int8 with several workers (each pair quantised on its own), else ``None``.
+            int8, whatever the workers and device, else ``None``. Dynamic quantisation scales
+            a pass's activations by their range over the whole batch, so one pair per pass
+            keeps each pair's score independent of the pairs it is scored with; an explicit
+            ``batch_size`` above 1 gives that up (scores then move with their batch).
         workers: Forward passes that run at once. On CPU, by default one onnxruntime session
             per physical core, each on one thread: small batches side by side use the cores
             better than one batch split across them (``benchmarks/RESULTS.md``, speed.py).
@@ -548,17 +551,16 @@ class OnnxScorer:
         self.truncates_pairs = True  # its tokenizer cuts a pair at max_length (longest_first)
         self.num_labels = int(meta["num_labels"])
         self._input_names = [str(n) for n in meta["input_names"]]
-        self.preferred_batch_size: int | None = None
+        # One pair per pass for int8, on every device and with any number of workers: int8 then
+        # quantises each pair's activations on their own, so a score does not depend on which other
+        # pairs share its batch (side by side, as fast as 512-token batches: benchmarks/RESULTS.md).
+        self.preferred_batch_size: int | None = 1 if quantize else None
         # Small batches keep a pass's matrices in cache: on CPU, one per core side by side were fastest;
-        # one session on all cores ran int8 best near 2048 tokens and float32 near 8192.
+        # one session on all cores ran float32 best near 8192 tokens.
         if self.device == "cuda":
             self.preferred_batch_tokens = 8192
         elif workers > 1:
             self.preferred_batch_tokens = _SIDE_BY_SIDE_BATCH_TOKENS
-            if quantize:
-                # One pair per pass: int8 then quantises each pair's activations on their own, so a
-                # score does not depend on which other pairs share its batch (as fast as 512 tokens).
-                self.preferred_batch_size = 1
         else:
             self.preferred_batch_tokens = 2048 if quantize else 8192
 
