@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Sequence
+from numbers import Real
 from typing import Any
 
 from langchain_core.callbacks import Callbacks
 from langchain_core.documents import BaseDocumentCompressor, Document
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
-from xrerank_core import InputTypeError, Ranked, Reranker
+from xrerank_core import InputError, InputTypeError, Ranked, Reranker
 from xrerank_core._config import validate_budget, validate_threshold, validate_top_n
-from xrerank_core._engine import shared_reranker
+from xrerank_core._engine import rebuild_arguments, shared_reranker
 from xrerank_core._text import with_metadata
 
 __all__ = ["XRerankCompressor"]
@@ -33,7 +43,9 @@ class XRerankCompressor(BaseDocumentCompressor):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     reranker: Reranker | None = Field(default=None, exclude=True)
-    """A ready :class:`~xrerank_core.Reranker`; share one across pipelines to load the model once."""
+    """A ready :class:`~xrerank_core.Reranker`; share one across pipelines to load the model once.
+    ``model_dump()`` writes its model and options as ``model`` / ``reranker_options``; one over a
+    ready-made ``Scorer`` cannot be written (``model_dump()`` raises, naming the fix)."""
 
     model: str | None = None
     """A hub id, local folder or bundled model name, used when no ``reranker`` is given."""
@@ -61,8 +73,11 @@ class XRerankCompressor(BaseDocumentCompressor):
     (its first-stage rank)."""
 
     first_stage_score_key: str | None = None
-    """Metadata key holding the first stage's score (higher is better), passed to the
-    reranker's ``fusion``; without it, fusion uses the input order."""
+    """Metadata key holding the first stage's score (higher is better: any real number, numpy's
+    included), passed to the reranker's ``fusion``; without it, fusion uses the input order.
+    With fusion on, every document must carry a number under this key: a document without one
+    raises :class:`~xrerank_core.InputError` (``InputTypeError`` for a value that is not a
+    number) naming it. Ignored when the reranker's ``fusion`` is ``"none"``."""
 
     metadata_keys: Sequence[str] = ()
     """Metadata fields written before the text the model reads (``"title: ...\\n"``);
@@ -90,6 +105,18 @@ class XRerankCompressor(BaseDocumentCompressor):
         self._reranker = shared_reranker(self.reranker, self.model, self.reranker_options)
         return self
 
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A given reranker is written as the model and options that rebuild it (never as model=None).
+        data: dict[str, Any] = handler(self)
+        if self.reranker is not None:
+            model, options = rebuild_arguments(self.reranker, type(self).__name__)
+            if "model" in data:
+                data["model"] = model
+            if "reranker_options" in data:
+                data["reranker_options"] = options
+        return data
+
     def _texts(self, documents: Sequence[Document]) -> list[str]:
         for i, d in enumerate(documents):
             if not isinstance(d, Document):
@@ -106,11 +133,25 @@ class XRerankCompressor(BaseDocumentCompressor):
 
     def _first_stage(self, documents: Sequence[Document]) -> list[float] | None:
         key = self.first_stage_score_key
-        if self._reranker.config.fusion == "none":
+        if key is None or self._reranker.config.fusion == "none":
             return None  # unused: a NaN or infinite score in the metadata must not fail the rerank
-        if key is None or not all(isinstance(d.metadata.get(key), int | float) for d in documents):
-            return None
-        return [float(d.metadata[key]) for d in documents]
+        scores = []
+        for i, d in enumerate(documents):
+            if key not in d.metadata:
+                msg = (
+                    f"documents[{i}] (id {d.id!r}) has no metadata[{key!r}], the first-stage score that fusion needs; "
+                    "give every document its score, or first_stage_score_key=None to fuse with the input order"
+                )
+                raise InputError(msg)
+            value = d.metadata[key]
+            if isinstance(value, bool) or not isinstance(value, Real):
+                msg = (
+                    f"documents[{i}] (id {d.id!r}) has metadata[{key!r}] = {reprlib.repr(value)} "
+                    f"({type(value).__name__}), not a number; store the first-stage score as a number, higher is better"
+                )
+                raise InputTypeError(msg)
+            scores.append(float(value))
+        return scores
 
     def _to_documents(self, documents: Sequence[Document], ranked: list[Ranked]) -> list[Document]:
         out = []

@@ -7,7 +7,16 @@ from contextlib import contextmanager
 from typing import Any
 
 import llama_index.core.instrumentation as instrument
-from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from llama_index.core.bridge.pydantic import (
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
@@ -15,7 +24,7 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from xrerank_core import InputError, InputTypeError, Ranked, Reranker
 from xrerank_core._config import validate_budget, validate_threshold, validate_top_n
-from xrerank_core._engine import shared_reranker
+from xrerank_core._engine import rebuild_arguments, shared_reranker
 
 __all__ = ["XRerankPostprocessor"]
 
@@ -39,7 +48,9 @@ class XRerankPostprocessor(BaseNodePostprocessor):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     reranker: Reranker | None = Field(default=None, exclude=True)
-    """A ready :class:`~xrerank_core.Reranker`; share one across pipelines to load the model once."""
+    """A ready :class:`~xrerank_core.Reranker`; share one across pipelines to load the model once.
+    ``to_dict()`` / ``to_json()`` write its model and options as ``model`` / ``reranker_options``;
+    one over a ready-made ``Scorer`` cannot be written (they raise, naming the fix)."""
 
     model: str | None = None
     """A hub id, local folder or bundled model name, used when no ``reranker`` is given."""
@@ -88,6 +99,19 @@ class XRerankPostprocessor(BaseNodePostprocessor):
     def _load(self) -> XRerankPostprocessor:
         self._reranker = shared_reranker(self.reranker, self.model, self.reranker_options)
         return self
+
+    @model_serializer(mode="wrap")
+    def custom_model_dump(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
+        """``BaseComponent``'s dump, with a given reranker written as the model and options that rebuild it."""
+        data: dict[str, Any] = handler(self)
+        if self.reranker is not None:
+            model, options = rebuild_arguments(self.reranker, type(self).__name__)
+            if "model" in data:
+                data["model"] = model
+            if "reranker_options" in data:
+                data["reranker_options"] = options
+        data["class_name"] = self.class_name()
+        return data
 
     @classmethod
     def class_name(cls) -> str:

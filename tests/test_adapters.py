@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import copy
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import FakeScorer
 from langchain_core.documents import Document
@@ -19,7 +21,7 @@ from pydantic import ValidationError
 
 from langchain_xrerank import XRerankCompressor
 from llamaindex_xrerank import XRerankPostprocessor
-from xrerank_core import InputError, Reranker
+from xrerank_core import InputError, InputTypeError, Reranker
 
 TEXTS = [
     "the cat sat on the mat",
@@ -57,6 +59,13 @@ class LangChainHarness:
     def arun(self, adapter: Any, items: list[Document], query: str) -> Out:
         return self._out(asyncio.run(adapter.acompress_documents(items, query)))
 
+    def round_trips(self, adapter: Any) -> list[tuple[dict[str, Any], XRerankCompressor]]:
+        data = adapter.model_dump()
+        return [
+            (data, XRerankCompressor(**data)),
+            (data, XRerankCompressor.model_validate_json(adapter.model_dump_json())),
+        ]
+
     @staticmethod
     def _out(docs: Any) -> Out:
         return Out(
@@ -84,6 +93,10 @@ class LlamaIndexHarness:
 
     def arun(self, adapter: Any, items: list[NodeWithScore], query: str) -> Out:
         return self._out(asyncio.run(adapter.apostprocess_nodes(items, query_str=query)))
+
+    def round_trips(self, adapter: Any) -> list[tuple[dict[str, Any], XRerankPostprocessor]]:
+        data = adapter.to_dict()
+        return [(data, XRerankPostprocessor.from_dict(data)), (data, XRerankPostprocessor.from_json(adapter.to_json()))]
 
     @staticmethod
     def _out(nodes: Any) -> Out:
@@ -169,6 +182,24 @@ def test_model_name_builds_a_shared_reranker(harness: Any, tiny_bert: str) -> No
     assert out.scores == pytest.approx(sorted(Reranker(tiny_bert, device="cpu").score(QUERY, TEXTS), reverse=True))
 
 
+def test_serialisation_keeps_a_given_rerankers_model_and_options(harness: Any, tiny_bert: str) -> None:
+    rr = Reranker(tiny_bert, device="cpu", max_length=64, fusion="rrf", long_documents="truncate")
+    for data, back in harness.round_trips(harness.make(reranker=rr, top_n=3)):
+        assert data["model"] == tiny_bert
+        assert data["reranker_options"] == {
+            "device": "cpu",
+            "max_length": 64,
+            "fusion": "rrf",
+            "long_documents": "truncate",
+        }
+        assert back.top_n == 3
+        assert back._reranker.config == rr.config
+        assert back._reranker.scorer is rr.scorer  # the same model, shared
+    # A reranker over a ready-made scorer cannot be written down: an error, not a file that loads another model.
+    with pytest.raises(ValueError, match=r"ConfigError: cannot serialise .* ready-made FakeScorer"):
+        harness.round_trips(harness.make(reranker=Reranker(FakeScorer())))
+
+
 # -- LangChain-specific -----------------------------------------------------------
 
 
@@ -185,6 +216,29 @@ def test_langchain_keys_and_metadata_text(reranker: Reranker) -> None:
     assert [d.metadata["ce"] for d in out] == [1.0, 0.0]
     assert [d.metadata["first_rank"] for d in out] == [1, 2]
     assert "relevance_score" not in out[0].metadata
+
+
+def test_langchain_first_stage_scores_of_any_real_type_are_fused() -> None:
+    rr = Reranker(FakeScorer(), fusion="zscore", fusion_weight=0.5)
+    comp = XRerankCompressor(reranker=rr, top_n=None, first_stage_score_key="score")
+
+    def docs(*scores: object) -> list[Document]:  # equal model scores: the order comes from the first stage
+        return [Document(page_content="dog", id=str(i), metadata={"score": s}) for i, s in enumerate(scores)]
+
+    for kind in (float, np.float32, np.float64, Fraction):
+        ranked = comp.compress_documents(docs(kind(1) / 10, kind(2) / 10, kind(9) / 10), "dog")
+        assert [d.id for d in ranked] == ["2", "1", "0"], kind
+    assert [d.id for d in comp.compress_documents(docs(1, np.int64(5), 3), "dog")] == ["1", "2", "0"]
+    # A document without a usable score fails loudly instead of fusing with the input order.
+    missing = [*docs(0.1, 0.2), Document(page_content="dog", id="x")]
+    with pytest.raises(InputError, match=r"documents\[2\] \(id 'x'\) has no metadata\['score'\]"):
+        comp.compress_documents(missing, "dog")
+    for bad in ("0.9", True, None):
+        with pytest.raises(InputTypeError, match=r"documents\[1\] \(id '1'\) has metadata\['score'\] = .*not a number"):
+            asyncio.run(comp.acompress_documents(docs(0.1, bad), "dog"))
+    # Without fusion the key is not read.
+    plain = XRerankCompressor(reranker=Reranker(FakeScorer()), first_stage_score_key="score")
+    assert len(plain.compress_documents(missing, "dog")) == 3
 
 
 # -- LlamaIndex-specific ----------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,21 @@ def test_answers_with_ten_ranked_sources(
 
     plain = _ask(app, capsys, *common, "--no-rerank")
     assert [s["first_stage_rank"] for s in plain["sources"]] == list(range(1, 11))
+    assert set(plain["seconds"]) == {"retrieval", "reranking", "generation"}
     assert plain["seconds"]["reranking"] == 0
+    assert plain["seconds"]["retrieval"] > 0  # the first stage is timed without the reranker too
+
+
+def test_the_data_readme_names_files_that_exist() -> None:
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "xrerank_demo" / "data" / "README.md").read_text(encoding="utf-8")
+    named = re.findall(r"`(xrerank_demo/[^`]+\.py)`", readme)
+    assert named
+    for path in named:
+        assert (root / path).is_file(), path
+    # The sample questions are where it says.
+    assert "SAMPLE_QUESTIONS" in readme
+    assert "SAMPLE_QUESTIONS = " in (root / "xrerank_demo" / "_common.py").read_text(encoding="utf-8")
 
 
 def test_both_frameworks_agree(store: Path, minilm_cross_encoder: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -225,6 +225,27 @@ def test_api_key(local: Reranker, monkeypatch: pytest.MonkeyPatch) -> None:
         assert "HTTPBearer" in spec["components"]["securitySchemes"]
 
 
+def test_behind_a_route_prefix_the_checks_see_the_apps_own_paths() -> None:
+    # A proxy that mounts the app under a prefix (Ray Serve's route_prefix, uvicorn --root-path) keeps
+    # the prefix in scope["path"] and sets scope["root_path"]: /health stays open, 415 and metrics still apply.
+    from starlette.testclient import TestClient
+
+    app = create_app(Reranker(FakeScorer()), ServerSettings(api_key="k"))
+    key = {"authorization": "Bearer k"}
+    with TestClient(app, base_url="http://testserver/xrerank", root_path="/xrerank") as client:
+        assert client.get("/health").status_code == 200
+        assert client.get("/metrics").status_code == 401
+        r = client.post("/v1/rerank", content=b"hello", headers={**key, "content-type": "text/plain"})
+        assert r.status_code == 415
+        assert r.json()["error_type"] == "unsupported_media_type"
+        assert client.post("/rerank", json={"query": "dog", "texts": ["a dog"]}, headers=key).status_code == 200
+        metrics = client.get("/metrics", headers=key).text
+    assert 'xrerank_requests_total{endpoint="/health",status="200"} 1.0' in metrics
+    assert 'xrerank_requests_total{endpoint="/v1/rerank",status="415"} 1.0' in metrics
+    assert 'xrerank_requests_total{endpoint="/rerank",status="200"} 1.0' in metrics
+    assert 'endpoint="other"' not in metrics
+
+
 class SlowScorer(FakeScorer):
     def __init__(self, delay: float, nan_on: str | None = None) -> None:
         super().__init__(name="slow", nan_on=nan_on)

@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -52,6 +53,23 @@ def ray_url(tiny_bert: str) -> Iterator[str]:
     finally:
         serve.shutdown()
         ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def nan_bert(tiny_bert: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tiny model with a NaN embedding for the word "boom": a text holding it scores NaN, the others do not."""
+    import torch
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    folder = tmp_path_factory.mktemp("nan-bert")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    model = BertForSequenceClassification.from_pretrained(tiny_bert)
+    (boom,) = tokenizer("boom", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        model.bert.embeddings.word_embeddings.weight[boom] = float("nan")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
 
 
 def _replicas() -> list[str]:
@@ -110,6 +128,45 @@ def test_a_replica_killed_under_load_loses_no_request(ray_url: str, tiny_bert: s
         time.sleep(0.5)
     assert victim not in _replicas()
     assert len(_replicas()) == 2
+
+
+def test_under_a_route_prefix_a_failing_request_fails_alone_in_its_batch(ray_url: str, nan_bert: str) -> None:
+    app = ray_deployment(
+        nan_bert,
+        settings=ServerSettings(model_name="nan-bert", api_key="k"),
+        num_replicas=1,
+        ray_actor_options={"num_cpus": 0.5},
+        max_batch_size=2,
+        batch_wait_timeout_s=2.0,  # the two requests below wait for each other: one batch
+        name="xrerank-prefixed",
+    )
+    serve.run(app, name="xrerank-prefixed", route_prefix="/prefixed")
+    base, key = ray_url + "/prefixed", {"Authorization": "Bearer k"}
+    try:
+        # Ray keeps the prefix in the request's path (and sets root_path): the checks see /health, /v1/rerank.
+        assert httpx.get(base + "/health").json()["model"] == "nan-bert"  # open without the key
+        assert httpx.get(base + "/metrics").status_code == 401
+        r = httpx.post(base + "/v1/rerank", content=b"hello", headers={**key, "Content-Type": "text/plain"})
+        assert r.status_code == 415
+        with ThreadPoolExecutor(2) as pool:
+            calls = [
+                pool.submit(
+                    httpx.post, base + "/rerank", json={"query": "dog", "texts": texts}, headers=key, timeout=60
+                )
+                for texts in (["a dog", "a cat"], ["boom dog"])
+            ]
+            good, bad = (c.result() for c in calls)
+        assert bad.status_code == 500
+        assert "returned nan" in bad.json()["error"]
+        assert good.status_code == 200
+        local = Reranker(nan_bert)
+        assert [x["index"] for x in good.json()] == [r.index for r in local.rerank("dog", ["a dog", "a cat"])]
+        metrics = httpx.get(base + "/metrics", headers=key).text
+        assert 'xrerank_requests_total{endpoint="/health",status="200"} 1.0' in metrics
+        assert 'xrerank_requests_total{endpoint="/rerank",status="500"} 1.0' in metrics
+        assert 'endpoint="other"' not in metrics
+    finally:
+        serve.delete("xrerank-prefixed")
 
 
 def test_readme_ray_snippet_runs(ray_url: str, tiny_bert: str) -> None:

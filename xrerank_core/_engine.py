@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +200,7 @@ class Reranker:
             raise ConfigError(msg)
         if model is None:
             model = base.model
+        self._from_name = isinstance(model, str)  # else a ready Scorer, which no name rebuilds
         if isinstance(model, str):
             self.config = replace(base, model=model, **options)
             self.scorer: Scorer = get_scorer(self.config)
@@ -798,3 +800,29 @@ def shared_reranker(reranker: Reranker | None, model: str | None, options: Mappi
             raise ConfigError(msg)
         return reranker
     return Reranker(model, **options) if model is not None else Reranker(**options)
+
+
+def rebuild_arguments(reranker: Reranker, owner: str) -> tuple[str, dict[str, Any]]:
+    """The ``model`` and ``reranker_options`` that build ``reranker`` again: its config, less the defaults.
+
+    What an adapter serialises for a ``reranker=`` it was given, so that loading it back
+    builds the same reranker (and shares the loaded model) rather than the default model.
+
+    Raises:
+        ConfigError: ``reranker`` scores with a ready-made ``Scorer``, which no model name rebuilds
+            (``owner`` names the component in the message).
+    """
+    if not reranker._from_name:
+        msg = (
+            f"cannot serialise this {owner}: its reranker scores with a ready-made {type(reranker.scorer).__name__}, "
+            "which no model name rebuilds; build it with model=... (and reranker_options=...), or give it a "
+            "Reranker built from a model name"
+        )
+        raise ConfigError(msg)
+    config = reranker.config
+    options = {
+        f.name: getattr(config, f.name)
+        for f in dataclass_fields(config)
+        if f.name != "model" and getattr(config, f.name) != f.default
+    }
+    return config.model, options

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr
+from starlette._utils import get_route_path
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,7 +29,7 @@ from xrerank_core._exceptions import ConfigError, InputError, ScoringError, XRer
 from xrerank_core._version import __version__
 from xrerank_core.serve._settings import ServerSettings
 
-__all__ = ["BatchScorer", "build_app"]
+__all__ = ["BatchScorer", "build_app", "score_each"]
 
 logger = logging.getLogger(__name__)
 
@@ -274,7 +275,7 @@ class _JsonOnly:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("method") == "POST" and scope.get("path") in self._PATHS:
+        if scope["type"] == "http" and scope.get("method") == "POST" and get_route_path(scope) in self._PATHS:
             given = dict(scope.get("headers") or []).get(b"content-type", b"").decode("latin-1")
             media = given.split(";", 1)[0].strip().lower()
             if media != "application/json" and not media.endswith("+json"):
@@ -302,7 +303,7 @@ class _ApiKey:
         self.key = key.encode("utf-8")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in self._OPEN:
+        if scope["type"] != "http" or get_route_path(scope) in self._OPEN:
             await self.app(scope, receive, send)
             return
         header = dict(scope.get("headers") or []).get(b"authorization", b"")
@@ -344,7 +345,7 @@ class _Instrument:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "")
+        path = get_route_path(scope)
         endpoint = path if path in _ENDPOINTS else "other"
         status = 500
         start = time.perf_counter()
@@ -419,7 +420,8 @@ class _Scoring:
             for job in live:
                 job.started = True
             try:
-                results = await loop.run_in_executor(executor, self._score_jobs, [(j.query, j.texts) for j in live])
+                items = [(j.query, j.texts) for j in live]
+                results = await loop.run_in_executor(executor, score_each, self.reranker, items)
             except Exception as exc:  # a failure that is not the input's: every request in the batch gets it
                 results = [_logged(exc)] * len(live)
             for job, result in zip(live, results, strict=True):
@@ -429,32 +431,6 @@ class _Scoring:
                     job.future.set_exception(result)
                 else:
                     job.future.set_result(result)
-
-    def _score_jobs(self, items: list[tuple[str, list[str]]]) -> list[list[float] | BaseException]:
-        out: list[list[float] | BaseException] = []
-        valid: list[int] = []
-        for i, (query, _) in enumerate(items):
-            try:
-                self.reranker.score(query, [])  # checks the query alone
-            except XRerankError as exc:
-                out.append(exc)
-                continue
-            out.append([])
-            valid.append(i)
-        try:
-            for i, scores in zip(valid, self.reranker.score_many([items[i] for i in valid]), strict=True):
-                out[i] = scores
-        except Exception as exc:  # a model failure: answered 500 to its request alone
-            if len(valid) == 1:
-                out[valid[0]] = _logged(exc)
-                return out
-            # Something in one request broke the job (NaN scores, a scorer error...): one by one, so only it fails.
-            for i in valid:
-                try:
-                    out[i] = self.reranker.score(*items[i])
-                except Exception as exc:
-                    out[i] = _logged(exc)
-        return out
 
     async def score(self, query: str, texts: list[str]) -> list[float]:
         if not texts:
@@ -495,6 +471,39 @@ class _Scoring:
             f"scoring took longer than {self.settings.timeout_s:g} s (--timeout); send fewer documents per "
             "request or raise the timeout"
         )
+
+
+def score_each(reranker: Reranker, items: list[tuple[str, list[str]]]) -> list[list[float] | BaseException]:
+    """Score requests as one job; a request that fails gets its exception in its place, the others their scores.
+
+    A request whose query is refused gets the :class:`InputError` (answered 422). If the job fails
+    (NaN scores, a backend error), the requests are scored again one by one, so only the one that
+    breaks the model fails (answered 500, logged with its traceback).
+    """
+    out: list[list[float] | BaseException] = []
+    valid: list[int] = []
+    for i, (query, _) in enumerate(items):
+        try:
+            reranker.score(query, [])  # checks the query alone
+        except XRerankError as exc:
+            out.append(exc)
+            continue
+        out.append([])
+        valid.append(i)
+    try:
+        for i, scores in zip(valid, reranker.score_many([items[i] for i in valid]), strict=True):
+            out[i] = scores
+    except Exception as exc:  # a model failure: answered 500 to its request alone
+        if len(valid) == 1:
+            out[valid[0]] = _logged(exc)
+            return out
+        # Something in one request broke the job (NaN scores, a scorer error...): one by one, so only it fails.
+        for i in valid:
+            try:
+                out[i] = reranker.score(*items[i])
+            except Exception as exc:
+                out[i] = _logged(exc)
+    return out
 
 
 def _logged(exc: BaseException) -> BaseException:

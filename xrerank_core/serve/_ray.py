@@ -2,8 +2,10 @@
 
 Each replica loads the model once and serves the same HTTP API as ``xrerank serve``
 (:func:`xrerank_core.serve.create_app`); requests that reach a replica together are scored
-as one job (:meth:`~xrerank_core.Reranker.score_many`, through ``@serve.batch``). Ray's
-proxy spreads requests over the replicas and, on a multi-node cluster, over the machines.
+as one job (:meth:`~xrerank_core.Reranker.score_many`, through ``@serve.batch``); if one of them
+breaks the job (NaN scores, a backend error), they are scored one by one so that only it fails,
+as in ``xrerank serve``. Ray's proxy spreads requests over the replicas and, on a multi-node
+cluster, over the machines.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from ray import serve
 from ray.serve import Application
 
 from xrerank_core._engine import Reranker
+from xrerank_core.serve._app import score_each
 from xrerank_core.serve._settings import ServerSettings
 
 __all__ = ["XRerankReplica", "ray_deployment"]
@@ -41,12 +44,15 @@ class XRerankReplica:
         batcher.set_batch_wait_timeout_s(batch_wait_timeout_s)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def _score_batch(self, requests: list[tuple[str, list[str]]]) -> list[list[float]]:
-        # One worker thread scores every request that arrived in this window.
-        return await asyncio.to_thread(self.reranker.score_many, requests)
+    async def _score_batch(self, requests: list[tuple[str, list[str]]]) -> list[list[float] | BaseException]:
+        # One worker thread scores every request that arrived in this window; a request that fails
+        # gets its own exception, in its place, and the others their scores.
+        return await asyncio.to_thread(score_each, self.reranker, requests)
 
     async def _score(self, query: str, texts: list[str]) -> list[float]:
-        result: list[float] = await self._score_batch((query, texts))
+        result: list[float] | BaseException = await self._score_batch((query, texts))
+        if isinstance(result, BaseException):  # @serve.batch hands each caller its item as it is: raise it here
+            raise result
         return result
 
     def __serve_build_asgi_app__(self) -> Any:
