@@ -388,3 +388,12 @@ def test_truncate_below_the_scorers_limit_cuts_at_the_rerankers_max_length() -> 
     Reranker(scorer, long_documents="truncate", max_query_tokens=80).score(long_query, [long_doc])
     ((q, window),) = scorer.batches[0]
     assert (len(scorer.token_offsets([q])[0]), len(scorer.token_offsets([window])[0])) == (80, 128 - 3 - 80)
+
+
+def test_a_numpy_fusion_weight_is_accepted_and_kept_as_a_float(fake: FakeScorer) -> None:
+    import numpy as np
+
+    rr = Reranker(fake, fusion="zscore", fusion_weight=np.float32(0.75))
+    assert type(rr.config.fusion_weight) is float and rr.config.fusion_weight == 0.75
+    with pytest.raises(ConfigError, match="fusion_weight must be None or a number in \\[0, 1\\]"):
+        Reranker(fake, fusion="zscore", fusion_weight=np.float64(1.5))

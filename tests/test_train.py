@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -458,9 +459,15 @@ def test_fewer_groups_than_a_batch_is_refused_and_the_card_counts_whole_batches(
     with pytest.raises(InputError, match=r"10 training group\(s\).*fewer than one batch \(batch_size=16\)"):
         train(TrainConfig(output=str(tmp_path / "a"), **common))
     assert not (tmp_path / "a" / "model.safetensors").exists()
-    result = train(TrainConfig(output=str(tmp_path / "b"), batch_size=4, epochs=1, eval_steps=10, **common))
+    out = tmp_path / "a folder with spaces"
+    result = train(TrainConfig(output=str(out), batch_size=4, epochs=1, eval_steps=10, **common))
     assert result.steps == 2  # 10 groups in batches of 4: the last 2 are dropped
-    assert "- steps: 2 (2 per epoch)" in (tmp_path / "b" / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "- steps: 2 (2 per epoch)" in card
+    # the card's rebuild command survives the shell: paths are quoted
+    rebuild = next(line for line in card.splitlines() if line.startswith("xrerank train "))
+    argv = shlex.split(rebuild)
+    assert argv[argv.index("--output") + 1] == str(out) and argv[argv.index("--batch-size") + 1] == "4"
 
 
 def test_no_in_batch_negatives_means_none(tmp_path: Path, tiny_bert: str) -> None:

@@ -153,11 +153,13 @@ class RerankerConfig:
             raise ConfigError(msg)
         if self.fusion_weight is not None and (
             isinstance(self.fusion_weight, bool)
-            or not isinstance(self.fusion_weight, int | float)
-            or not 0.0 <= self.fusion_weight <= 1.0
+            or not isinstance(self.fusion_weight, numbers.Real)
+            or not 0.0 <= float(self.fusion_weight) <= 1.0
         ):
             msg = f"fusion_weight must be None or a number in [0, 1], got {self.fusion_weight!r}"
             raise ConfigError(msg)
+        if self.fusion_weight is not None:  # a plain float (NumPy's too), so the config stays JSON-serialisable
+            object.__setattr__(self, "fusion_weight", float(self.fusion_weight))
         _positive_int("rrf_k", self.rrf_k)
         if isinstance(self.cache_size, bool) or not isinstance(self.cache_size, int) or self.cache_size < 0:
             msg = f"cache_size must be an integer >= 0 (0 turns the cache off), got {self.cache_size!r}"

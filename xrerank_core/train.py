@@ -24,6 +24,7 @@ import json
 import logging
 import random
 import re
+import shlex
 import shutil
 import sys
 import time
@@ -986,8 +987,10 @@ def _write_card(config: TrainConfig, result: TrainResult, data_name: str, steps_
 
 
 def _cli_args(config: TrainConfig) -> list[str]:
+    """The ``xrerank train`` flags of ``config`` (those off their defaults), each shell-quoted."""
     defaults = TrainConfig(base="", data="", output="")
-    out = [f"--base {config.base}", f"--data {config.data}", f"--output {config.output}"]
+    q = shlex.quote
+    out = [f"--base {q(config.base)}", f"--data {q(config.data)}", f"--output {q(config.output)}"]
     for name, value in asdict(config).items():
         if name in ("base", "data", "output", "extra") or value == getattr(defaults, name):
             continue
@@ -995,9 +998,9 @@ def _cli_args(config: TrainConfig) -> list[str]:
         if isinstance(value, bool):
             out.append(flag if value else f"--no-{name.replace('_', '-')}")
         elif isinstance(value, tuple | list):
-            out.append(f"{flag} {' '.join(map(str, value))}")
+            out.append(f"{flag} {' '.join(q(str(v)) for v in value)}")
         else:
-            out.append(f"{flag} {value}")
+            out.append(f"{flag} {q(str(value))}")
     return out
 
 
@@ -1230,5 +1233,6 @@ def _write_average_card(out: Path, models: Sequence[str], record: Mapping[str, A
             f"- recorded in `xrerank.json`: long_documents={result['long_documents']!r}, "
             f"candidates={result['candidates']}, fusion weight {result['fusion_weight']:.2f}"
         )
-    lines += ["", "Rebuild:", "", "```bash", f"xrerank average --output {out} " + " ".join(models), "```", ""]
+    rebuild = f"xrerank average --output {shlex.quote(str(out))} " + " ".join(map(shlex.quote, models))
+    lines += ["", "Rebuild:", "", "```bash", rebuild, "```", ""]
     (out / "README.md").write_text("\n".join(lines), encoding="utf-8")
