@@ -16,7 +16,8 @@
 # Seeded; the test claims are never trained or chosen on. Times: one H200 ~5 min for 1-3 (DEVICE=cuda);
 # this project's 2-core CPU ~2.5 h for 1-3 and ~45 min for 4.
 # Usage: [DEVICE=cpu|cuda] [BF16=1|0] [RUN=file.run.gz] [EVAL=1|0] bash scripts/build_model_xfit.sh [DATA_DIR]
-# A smoke run of the plumbing (a meaningless model; ~10 min here, most of it building the Chroma store):
+# A smoke run of the plumbing (a meaningless model; 40 min here on 2 cores shared with other jobs, 2026-11-26:
+# 8 for the Chroma store and mining, the rest mostly scoring the 300 dev claims before and after each run):
 #   EXTRA="--max-steps 2 --dev-candidates 5" DEPTHS="" EVAL=0 OUT=build/xfit2-smoke bash scripts/build_model_xfit.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
