@@ -355,6 +355,24 @@ def test_wrong_answers_are_refused() -> None:
             Reranker(url + "/bad/rerank").score("q", ["a"])
 
 
+def test_a_tei_server_is_asked_to_truncate_long_documents() -> None:
+    """TEI refuses (413) a pair over its token limit unless the request says truncate: true."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI()
+
+    @app.post("/rerank")  # TEI's validation, as its answer documents it
+    async def tei(body: dict) -> JSONResponse:  # type: ignore[type-arg]
+        if not body.get("truncate") and any(len(t.split()) > 50 for t in body["texts"]):
+            return JSONResponse({"error": "Input validation error", "error_type": "Validation"}, status_code=413)
+        return JSONResponse([{"index": i, "score": float(-len(t))} for i, t in enumerate(body["texts"])])
+
+    with serving(app) as url:
+        scores = Reranker(url + "/rerank").score("q", ["short", "word " * 400])
+    assert scores == [-5.0, -2000.0]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [

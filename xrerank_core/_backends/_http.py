@@ -12,7 +12,9 @@ Two wire protocols are spoken:
   ``[{"index", "score"}]``: Hugging Face text-embeddings-inference and xrerank's server.
 
 The server handles long documents itself (the scorer cannot tokenize, so the engine sends
-each document whole).
+each document whole): xrerank's server splits them into windows (MaxP); a TEI server is asked
+to truncate them (``"truncate": true``; without it, TEI answers 413 for a pair over its limit
+unless it was started with ``--auto-truncate``), so it scores each document's beginning only.
 """
 
 from __future__ import annotations
@@ -221,7 +223,7 @@ class HttpScorer:
 
     def _payload(self, query: str, texts: list[str]) -> dict[str, Any]:
         if self.protocol == "tei":
-            return {"query": query, "texts": texts, "raw_scores": True, "return_text": False}
+            return {"query": query, "texts": texts, "raw_scores": True, "return_text": False, "truncate": True}
         body: dict[str, Any] = {"query": query, "documents": texts, "top_n": len(texts), "return_documents": False}
         if self.model is not None:
             body["model"] = self.model
