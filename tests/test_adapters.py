@@ -200,6 +200,17 @@ def test_serialisation_keeps_a_given_rerankers_model_and_options(harness: Any, t
         harness.round_trips(harness.make(reranker=Reranker(FakeScorer())))
 
 
+def test_an_adapter_pickles_with_its_reranker_as_a_recipe(harness: Any, tiny_bert: str) -> None:
+    """Pickling (multiprocessing, Ray, caches) keeps the given reranker: rebuilt from its model and options."""
+    import pickle
+
+    rr = Reranker(tiny_bert, device="cpu", max_length=64, fusion="rrf")
+    adapter = harness.make(reranker=rr, top_n=3)
+    back = pickle.loads(pickle.dumps(adapter))
+    assert back._reranker.config == rr.config and back._reranker.scorer is rr.scorer  # same process: shared
+    assert harness.run(back, harness.inputs(TEXTS), QUERY) == harness.run(adapter, harness.inputs(TEXTS), QUERY)
+
+
 # -- LangChain-specific -----------------------------------------------------------
 
 

@@ -273,6 +273,17 @@ class Reranker:
             return {}
         return recorded if isinstance(recorded, dict) else {}
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickle as the recipe, not the loaded model.
+
+        The recipe is the model name (or the ready ``Scorer``, which must pickle itself) and
+        the options off their defaults. Unpickled in a process that already holds the model,
+        it shares it; elsewhere it loads it. The score cache and the throughput record start
+        empty.
+        """
+        model = self.config.model if self._from_name else self.scorer
+        return (_unpickle_reranker, (model, _options_off_default(self.config)))
+
     def __repr__(self) -> str:
         """Show the model and the settings that change scores."""
         c = self.config
@@ -802,6 +813,10 @@ def shared_reranker(reranker: Reranker | None, model: str | None, options: Mappi
     return Reranker(model, **options) if model is not None else Reranker(**options)
 
 
+def _unpickle_reranker(model: str | Scorer, options: dict[str, Any]) -> Reranker:
+    return Reranker(model, **options)
+
+
 def rebuild_arguments(reranker: Reranker, owner: str) -> tuple[str, dict[str, Any]]:
     """The ``model`` and ``reranker_options`` that build ``reranker`` again: its config, less the defaults.
 
@@ -819,10 +834,13 @@ def rebuild_arguments(reranker: Reranker, owner: str) -> tuple[str, dict[str, An
             "Reranker built from a model name"
         )
         raise ConfigError(msg)
-    config = reranker.config
-    options = {
+    return reranker.config.model, _options_off_default(reranker.config)
+
+
+def _options_off_default(config: RerankerConfig) -> dict[str, Any]:
+    """The fields of ``config`` other than ``model`` that differ from their defaults."""
+    return {
         f.name: getattr(config, f.name)
         for f in dataclass_fields(config)
         if f.name != "model" and getattr(config, f.name) != f.default
     }
-    return config.model, options
