@@ -396,6 +396,8 @@ def test_serving_options_are_checked(local: Reranker, tiny_bert: str) -> None:
         ServerSettings(timeout_s=-1)
     with pytest.raises(ConfigError, match="normalize='none'"):
         create_app(Reranker(tiny_bert, normalize="sigmoid"))
+    with pytest.raises(ConfigError, match="without cascade_top_k"):
+        create_app(Reranker(tiny_bert, cascade_top_k=5, cascade_backend="torch"))
 
 
 def test_cli_serve_runs_a_working_server(tiny_bert: str, local: Reranker) -> None:

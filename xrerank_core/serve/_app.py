@@ -544,6 +544,10 @@ def build_app(reranker: Reranker, settings: ServerSettings, *, batch_scorer: Bat
     if reranker.config.fusion != "none":
         msg = "serve a reranker with fusion='none'; a request carries no first-stage scores"
         raise ConfigError(msg)
+    if reranker.config.cascade_top_k is not None:
+        # the server scores every document with the model (score_many): a cascade would load a second model for nothing
+        msg = "serve a reranker without cascade_top_k; the server scores every document of a request with the model"
+        raise ConfigError(msg)
     scoring = _Scoring(reranker, settings, batch_scorer)
     metrics = _Metrics()
 
