@@ -494,3 +494,11 @@ def test_the_warm_up_call_cannot_fill_the_score_cache_for_the_timed_calls(fake: 
     rep = run_eval(ds, rr, candidates=8, metrics=["ndcg@10"], show_progress=False)
     assert rep.cost is not None and rep.cost.pairs == 24
     assert fake.pairs_scored == 8 + 24  # the warm-up's 8 pairs, then every timed pair by the model
+
+
+def test_the_table_title_gives_the_depth_reranked_when_the_lists_are_shorter(fake: Any) -> None:
+    rep = run_eval(_fruit_eval_set(), Reranker(fake), candidates=100, metrics=["ndcg@10"], show_progress=False)
+    assert rep.settings["deepest_list"] == 8
+    assert "given top-8 (of 100 asked)" in str(render_table(rep).title)
+    rep = run_eval(_fruit_eval_set(), Reranker(fake), candidates=5, metrics=["ndcg@10"], show_progress=False)
+    assert "given top-5 ->" in str(render_table(rep).title)

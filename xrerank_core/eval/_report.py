@@ -77,8 +77,11 @@ def render_table(report: EvalReport) -> Table:
         error = missing_dependency("rich", "eval", exc)
         raise error from exc
     s = report.settings
+    depth = s.get("candidates")
+    if isinstance(s.get("deepest_list"), int) and isinstance(depth, int) and s["deepest_list"] < depth:
+        depth = f"{s['deepest_list']} (of {depth} asked)"
     title = (
-        f"{report.dataset}: {s.get('first_stage')} top-{s.get('candidates')}"
+        f"{report.dataset}: {s.get('first_stage')} top-{depth}"
         + (f" -> {model_label(report.model)} ({report.backend}, {report.device})" if report.model else "")
         + (
             f", {s['fusion']} fusion, weight {s.get('fusion_weight')}"

@@ -527,6 +527,8 @@ def run_eval(
         settings["embedder"] = "all-MiniLM-L6-v2 (packaged)"
         cands = _dense(dataset, qids, candidates, chroma_dir, name, show_progress)
     first_stage_seconds = time.perf_counter() - fs_started
+    # the longest list actually reranked: a given first stage may hold fewer than `candidates` (NovelEval: 20)
+    settings["deepest_list"] = max((len(c) for c in cands.values()), default=0)
     if save_run is not None:
         write_trec_run(save_run, cands, tag=f"xrerank-{kind}")
 
