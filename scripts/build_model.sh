@@ -21,9 +21,9 @@ rm -rf xrerank_core/models/minilm-scifact/*
 cp build/minilm-scifact-s2/* xrerank_core/models/minilm-scifact/ 2>/dev/null || true
 # Evaluate it (the model alone and fused, one pass each), then write its card from the records.
 $X eval --dataset "$DATA" --first-stage dense --candidates 20 --chroma-dir build/chroma \
-    --model xrerank/minilm-scifact --fusion zscore --output build/eval/scifact
+    --collection-name xrerank-train-5183-9da79ee643 --model xrerank/minilm-scifact --fusion zscore --output build/eval/scifact
 $X eval --dataset "$DATA" --first-stage dense --candidates 100 --chroma-dir build/chroma \
-    --model xrerank/minilm-scifact --fusion zscore --output build/eval/scifact-top100
+    --collection-name xrerank-train-5183-9da79ee643 --model xrerank/minilm-scifact --fusion zscore --output build/eval/scifact-top100
 $X eval --dataset "${1:-../shared/data}/trec-dl-2019-passage" --first-stage BM25 \
     --model xrerank/minilm-scifact --fusion zscore --output build/eval/dl19
 .venv/bin/python scripts/model_card.py --stage1 build/minilm-scifact --stage2 build/minilm-scifact-s2 \

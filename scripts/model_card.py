@@ -44,6 +44,13 @@ def _rows(label: str, report: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _store(report: dict[str, Any]) -> str:
+    """The Chroma flags of a dense evaluation: its approximate index is part of what was measured."""
+    settings = report.get("settings", {})
+    out = f" --chroma-dir {settings['chroma_dir']}" if settings.get("chroma_dir") else ""
+    return out + (f" --collection-name {settings['collection']}" if settings.get("collection") else "")
+
+
 def main() -> None:
     """Read the records, write ``xrerank_core/models/minilm-scifact/README.md``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -94,9 +101,10 @@ def main() -> None:
         ]
     )
     alone_modes = record.get("dev_ndcg@10_alone_by_long_documents", {})
+    store = _store(sci)
     deep_cmd = (
         "\nxrerank eval --dataset ../shared/data/scifact --first-stage dense --candidates "
-        f"{deep['settings']['candidates']} \\\n    --model xrerank/minilm-scifact --fusion zscore"
+        f"{deep['settings']['candidates']}{_store(deep)} \\\n    --model xrerank/minilm-scifact --fusion zscore"
         if deep
         else ""
     )
@@ -155,7 +163,7 @@ Commands (from the repository root, with `../shared/data` beside it; `--fusion z
 the model alone and fused, from one scoring pass):
 
 ```bash
-xrerank eval --dataset ../shared/data/scifact --first-stage dense --candidates {k} \\
+xrerank eval --dataset ../shared/data/scifact --first-stage dense --candidates {k}{store} \\
     --model xrerank/minilm-scifact --fusion zscore{deep_cmd}
 xrerank eval --dataset ../shared/data/trec-dl-2019-passage --first-stage BM25 \\
     --model xrerank/minilm-scifact --fusion zscore

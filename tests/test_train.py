@@ -506,3 +506,15 @@ def test_average_scores_where_it_runs_not_where_the_runs_trained(tmp_path: Path,
     with pytest.raises(Exception, match="a-device-that-is-not"):
         average_models([a.output, b.output], str(tmp_path / "failed"), device="a-device-that-is-not")
     assert not (tmp_path / "failed").exists()
+
+
+def test_train_help_speaks_in_flags_and_shows_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    from xrerank_core.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "``" not in text and ":func:" not in text
+    assert "scored on dev at each depth and at --dev-candidates" in text
+    assert "First-stage candidates reranked per dev query. (default: 20)" in text
+    assert "(default: 3 50)" in text and "For the encoder. (default: 7e-05)" in text

