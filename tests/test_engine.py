@@ -7,6 +7,7 @@ import logging
 import math
 import threading
 import time
+from typing import Any
 
 import pytest
 from conftest import FakeScorer
@@ -397,3 +398,22 @@ def test_a_numpy_fusion_weight_is_accepted_and_kept_as_a_float(fake: FakeScorer)
     assert type(rr.config.fusion_weight) is float and rr.config.fusion_weight == 0.75
     with pytest.raises(ConfigError, match="fusion_weight must be None or a number in \\[0, 1\\]"):
         Reranker(fake, fusion="zscore", fusion_weight=np.float64(1.5))
+
+
+def test_cli_rerank_ranks_the_non_blank_lines_of_a_file(
+    tiny_bert: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from xrerank_core.cli import main
+
+    lines = ["Paris is the capital of France.", "", "Bananas are yellow.", "France borders Spain."]
+    path = tmp_path / "docs.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    query = "capital of France"
+    assert main(["rerank", "--model", tiny_bert, "--device", "cpu", "--query", query, "--top-n", "2", str(path)]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    docs = [x for x in lines if x]
+    want = Reranker(tiny_bert, device="cpu").rerank(query, docs, top_n=2)
+    assert [(p["index"], p["text"]) for p in printed] == [(r.index, r.text) for r in want]
+    assert [p["score"] for p in printed] == pytest.approx([r.score for r in want])

@@ -31,13 +31,25 @@ __all__ = ["main"]
 
 
 def _add_rerank(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("rerank", help="rank the lines of a file (or stdin) for a query; prints JSON lines")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="hub id, local folder or bundled name")
-    p.add_argument("--query", required=True)
-    p.add_argument("--top-n", type=int, default=None)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--normalize", choices=["none", "sigmoid"], default="none")
-    p.add_argument("file", nargs="?", type=argparse.FileType("r", encoding="utf-8"), default=sys.stdin)
+    p = sub.add_parser(
+        "rerank",
+        help="rank the lines of a file (or stdin) for a query; prints JSON lines",
+        description="Rank the non-blank lines of FILE (default: stdin), one document per line, for --query. "
+        'Prints one JSON object per line, best first: {"index", "score", "text"}, where index counts '
+        "the non-blank lines from 0.",
+    )
+    p.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"hub id, local folder or bundled name (default: {DEFAULT_MODEL})"
+    )
+    p.add_argument("--query", required=True, help="the query the lines are ranked for")
+    p.add_argument("--top-n", type=int, default=None, help="print only the best N (default: all)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default: auto)")
+    p.add_argument(
+        "--normalize", choices=["none", "sigmoid"], default="none", help="raw logits or probabilities (default: none)"
+    )
+    p.add_argument(
+        "file", nargs="?", type=argparse.FileType("r", encoding="utf-8"), default=sys.stdin, help="default: stdin"
+    )
     p.set_defaults(func=_run_rerank)
 
 
