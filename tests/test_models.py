@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 from pathlib import Path
 
@@ -369,3 +370,27 @@ def test_truncate_below_the_models_limit_scores_like_cross_encoder_predict() -> 
     )
     expected = [float(s) for s in model.predict([(query, d) for d in docs])]
     assert rr.score(query, docs) == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("model_type", ["xlm-roberta", "camembert"])
+def test_roberta_style_positions_and_a_tokenizer_without_a_limit_cut_pairs_that_fit(
+    tiny_xlmr: str, tmp_path: Path, model_type: str
+) -> None:
+    """Position ids after the padding index (XLM-R, CamemBERT, ...) leave 128 of 130 rows; pairs are cut there."""
+    folder = tmp_path / model_type
+    shutil.copytree(tiny_xlmr, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["model_type"] = model_type
+    config["architectures"] = [
+        "CamembertForSequenceClassification" if model_type == "camembert" else config["architectures"][0]
+    ]
+    (folder / "config.json").write_text(json.dumps(config))
+    tok_config = json.loads((folder / "tokenizer_config.json").read_text())
+    tok_config.pop("model_max_length", None)  # a tokenizer that records no limit
+    (folder / "tokenizer_config.json").write_text(json.dumps(tok_config))
+
+    rr = Reranker(str(folder), backend="torch", device="cpu", long_documents="truncate")
+    assert rr.scorer.max_length == 128
+    long_doc = "Paris is the capital of France. " * 60
+    ranked = rr.rerank("capital of France", [long_doc, "Berlin"])
+    assert len(ranked) == 2 and all(math.isfinite(r.score) for r in ranked)

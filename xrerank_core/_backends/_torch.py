@@ -121,8 +121,15 @@ def _model_limit(model: CrossEncoder) -> int:
     limits = [int(model.max_seq_length)] if model.max_seq_length else []
     positions = getattr(config, "max_position_embeddings", None)
     if isinstance(positions, int) and positions > 0:
-        if "roberta" in str(getattr(config, "model_type", "")):
-            # RoBERTa-style position ids start after the padding index.
+        # RoBERTa-style position ids (XLM-R, CamemBERT, MPNet, ...) start after the padding index,
+        # which their position table declares; BERT's table has none.
+        table = getattr(
+            getattr(getattr(model.model, "base_model", None), "embeddings", None), "position_embeddings", None
+        )
+        padding = getattr(table, "padding_idx", None)
+        if isinstance(padding, int) and padding >= 0:
+            positions -= padding + 1
+        elif "roberta" in str(getattr(config, "model_type", "")):
             positions -= int(getattr(config, "pad_token_id", 1) or 1) + 1
         limits.append(positions)
     reasonable = [x for x in limits if 0 < x < 1_000_000]
@@ -251,6 +258,9 @@ class TorchScorer:
             msg = f"{model!r} has no tokenizer; save the tokenizer next to the weights"
             raise ModelLoadError(msg)
         self.max_length = _model_limit(self._model)
+        # The tokenizer cuts pairs (truncates_pairs) at the model's max_seq_length, which can be the raw
+        # position-table size (a tokenizer that records no limit): cut at the limit that fits instead.
+        self._model.max_seq_length = self.max_length
         self.num_special_tokens = int(tokenizer.num_special_tokens_to_add(pair=True))
         self.truncates_pairs = True  # its tokenizer cuts a pair at max_length (longest_first)
         # A GPU runs a forward pass of 128 pairs in about the time of 32; the token cap keeps
