@@ -18,6 +18,7 @@ from xrerank_core.eval import (
     Candidate,
     EvalDataset,
     Passage,
+    candidates_from_run,
     load_beir,
     load_dataset,
     load_dl19,
@@ -30,6 +31,7 @@ from xrerank_core.eval import (
     read_topics,
     read_trec_run,
     run_from_candidates,
+    write_trec_run,
 )
 from xrerank_core.eval._datasets import _read_scifact_claims
 
@@ -146,7 +148,7 @@ def test_noveleval() -> None:
 
 
 @needs_data
-def test_wikiqa() -> None:
+def test_wikiqa(tmp_path: Path) -> None:
     ds = load_wikiqa(WIKIQA)
     assert len(ds.queries) == 633
     assert ds.candidates is not None
@@ -160,7 +162,11 @@ def test_wikiqa() -> None:
     assert first[0].docid == "D0-0"
     assert first[0].text.startswith("African immigration to the United States refers to")
     assert ds.corpus is not None
-    assert ds.corpus["D0-0"].title == "African immigration to the United States"
+    # a run of these sentences, read back, reranks the very same strings as the given candidates
+    again = candidates_from_run(read_trec_run(write_trec_run(tmp_path / "run.txt", ds.candidates)), ds.corpus)
+    assert {q: [c.text for c in cs] for q, cs in again.items()} == {
+        q: [c.text for c in cs] for q, cs in ds.candidates.items()
+    }
 
 
 @needs_data

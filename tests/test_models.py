@@ -394,3 +394,23 @@ def test_roberta_style_positions_and_a_tokenizer_without_a_limit_cut_pairs_that_
     long_doc = "Paris is the capital of France. " * 60
     ranked = rr.rerank("capital of France", [long_doc, "Berlin"])
     assert len(ranked) == 2 and all(math.isfinite(r.score) for r in ranked)
+
+
+def test_a_torch_fallback_of_auto_is_never_handed_to_an_explicit_onnx_request(
+    tiny_bert: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ONNX export that fails (fault injected: tiny models export fine) makes "auto" use torch;
+    a later backend="onnx" must get the export's error, not that cached torch scorer."""
+    from xrerank_core._backends import _onnx
+    from xrerank_core._exceptions import ModelLoadError
+
+    def export_fails(self: object, *args: object, **kwargs: object) -> None:
+        raise ModelLoadError("could not export the model to ONNX")
+
+    model = str(shutil.copytree(tiny_bert, tmp_path / "model"))  # a folder no other test's scorer is cached for
+    monkeypatch.setattr(_onnx.OnnxScorer, "__init__", export_fails)
+    auto = Reranker(model, device="cpu")
+    assert type(auto.scorer).__name__ == "TorchScorer"
+    assert Reranker(model, device="cpu").scorer is auto.scorer  # "auto" users share it
+    with pytest.raises(ModelLoadError, match="could not export"):
+        Reranker(model, backend="onnx", device="cpu")

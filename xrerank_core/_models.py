@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 _BUNDLED_ROOT = Path(__file__).resolve().parent / "models"
 
 _cache: weakref.WeakValueDictionary[tuple[object, ...], Scorer] = weakref.WeakValueDictionary()
+_fallbacks: weakref.WeakSet[Scorer] = weakref.WeakSet()  # torch scorers "auto" chose when ONNX failed
 _cache_lock = threading.Lock()
 _key_locks: dict[tuple[object, ...], threading.Lock] = {}
 
@@ -90,19 +91,24 @@ def get_scorer(config: RerankerConfig) -> Scorer:
         dtype = "float16" if device.startswith("cuda") else "float32"
     workers = config.workers if backend.startswith("onnx") else None
     key = (model_key, backend, device, dtype, config.trust_remote_code, config.allow_pickle, workers)
+    # A torch scorer that "auto" fell back to is cached under the ONNX key for later "auto" users,
+    # never handed to one who asked for ONNX by name (they get ONNX or its error).
+    explicit = config.backend != "auto"
     with _cache_lock:
         scorer = _cache.get(key)
-        if scorer is not None:
+        if scorer is not None and not (explicit and scorer in _fallbacks):
             return scorer
         key_lock = _key_locks.setdefault(key, threading.Lock())
     with key_lock:
         with _cache_lock:
             scorer = _cache.get(key)
-        if scorer is not None:
+        if scorer is not None and not (explicit and scorer in _fallbacks):
             return scorer
         logger.info("loading %s (backend=%s, device=%s, dtype=%s)", path, backend, device, dtype)
         scorer = _load(path, backend, device, dtype, config)
         with _cache_lock:
+            if backend.startswith("onnx") and type(scorer).__name__ == "TorchScorer":
+                _fallbacks.add(scorer)
             _cache[key] = scorer
         return scorer
 

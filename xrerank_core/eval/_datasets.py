@@ -872,8 +872,9 @@ def load_wikiqa(tsv_path: PathLike) -> EvalDataset:
 
     Each question's candidates are its sentences in file order with score ``-rank``
     (``-1.0, -2.0, ...``), so the "first stage" is the Wikipedia paragraph order.
-    Candidate text is the sentence alone; the corpus maps ``SentenceID`` to
-    ``Passage(title=DocumentTitle, text=Sentence)``. Qrels hold every label (0/1), so
+    Candidate text is the sentence alone, and so is the corpus's (``SentenceID`` ->
+    ``Passage(title="", text=Sentence)``), so a run of these sentences read back with
+    :func:`candidates_from_run` reranks the very same strings. Qrels hold every label (0/1), so
     all 633 test questions are judged; only 243 have a correct sentence (the usual
     WikiQA evaluation skips the others: see ``ignore_queries_without_relevant`` in
     :func:`~xrerank_core.eval.evaluate_run`).
@@ -903,7 +904,7 @@ def load_wikiqa(tsv_path: PathLike) -> EvalDataset:
             continue
         if len(fields) != len(_WIKIQA_COLUMNS):
             raise _bad_line(p, lineno, f"expected {len(_WIKIQA_COLUMNS)} tab-separated fields, got {len(fields)}")
-        qid, question, _, title, sid, sentence, label_s = fields
+        qid, question, _, _title, sid, sentence, label_s = fields
         if label_s not in ("0", "1"):
             raise _bad_line(p, lineno, f"label {label_s!r} is not 0 or 1")
         if queries.setdefault(qid, question) != question:
@@ -912,7 +913,7 @@ def load_wikiqa(tsv_path: PathLike) -> EvalDataset:
         if sid in judged:
             raise _bad_line(p, lineno, f"sentence {sid!r} listed twice for question {qid!r}")
         judged[sid] = int(label_s)
-        corpus[sid] = Passage(title=title, text=sentence)
+        corpus[sid] = Passage(title="", text=sentence)  # the candidates' text: the protocol reads no title
         cands = candidates.setdefault(qid, [])
         cands.append(Candidate(docid=sid, text=sentence, score=-float(len(cands) + 1)))
     return EvalDataset(name=p.stem, queries=queries, qrels=qrels, corpus=corpus, candidates=candidates)
