@@ -7,6 +7,7 @@ import dataclasses
 import gzip
 import itertools
 import json
+import math
 from collections import Counter
 from pathlib import Path
 
@@ -377,3 +378,45 @@ def test_bad_options() -> None:
         load_scifact(SCIFACT, "dev")
     with pytest.raises(ConfigError, match="first_stage must be one of"):
         load_dl19(DL19, "BM42")
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_id(tmp_path: Path) -> None:
+    topics = tmp_path / "topics.tsv"
+    topics.write_bytes("\ufeff1\tfirst query\n2\tsecond\n".encode())
+    assert read_topics(topics) == {"1": "first query", "2": "second"}
+    qrels = tmp_path / "test.tsv"
+    qrels.write_bytes("\ufeffquery-id\tcorpus-id\tscore\nq1\td1\t1\n".encode())
+    assert read_qrels(qrels) == {"q1": {"d1": 1}}
+
+
+def test_corrupt_or_undecodable_files_are_input_errors(tmp_path: Path) -> None:
+    import gzip
+
+    good = gzip.compress(b"1\tquery one\n" * 200)
+    broken = tmp_path / "topics.tsv.gz"
+    broken.write_bytes(good[:30] + bytes(b ^ 0xFF for b in good[30:60]) + good[60:])
+    with pytest.raises(InputError, match=r"topics\.tsv\.gz: cannot be read"):
+        read_topics(broken)
+    json_gz = tmp_path / "run.json.gz"
+    json_gz.write_bytes(broken.read_bytes())
+    with pytest.raises(InputError, match=r"run\.json\.gz: cannot be read"):
+        load_rankllm(json_gz)
+    latin = tmp_path / "latin.tsv"
+    latin.write_bytes("Question\tcaf\xe9\n".encode("latin-1"))
+    with pytest.raises(InputError, match=r"latin\.tsv: cannot be read"):
+        load_dataset(str(latin))
+
+
+def test_rankllm_scores_must_be_finite(tmp_path: Path) -> None:
+    hits = [{"qid": "1", "docid": d, "content": d, "score": s} for d, s in (("a", 3.0), ("b", "NaN"), ("c", 5.0))]
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps([{"query": "q", "hits": hits}]))
+    with pytest.raises(InputError, match=r"entry 0: hit 'b' has score nan, not a finite number"):
+        load_rankllm(path)
+
+
+def test_a_run_with_unscored_documents_is_written_and_read_back_in_order(tmp_path: Path) -> None:
+    ranked = {"1": [Candidate("a", "", 2.5), Candidate("b", "", -1.0), Candidate("c", "", -math.inf)]}
+    back = read_trec_run(write_trec_run(tmp_path / "run.txt", ranked))
+    assert [(d, r) for d, r, _ in back["1"]] == [("a", 1), ("b", 2), ("c", 3)]
+    assert [s for _, _, s in back["1"]] == [2.5, -1.0, -2.0]

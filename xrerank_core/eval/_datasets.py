@@ -29,6 +29,7 @@ import math
 import os
 import sys
 import zipfile
+import zlib
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,7 +236,9 @@ def write_trec_run(
 ) -> Path:
     """Write rankings as a TREC run ``qid Q0 docid rank score tag`` (``.gz`` compresses).
 
-    :func:`read_trec_run` reads it back in the same order (scores keep 6 decimals).
+    :func:`read_trec_run` reads it back in the same order (scores keep 6 decimals). A score
+    that is not finite (``-inf``: a document a budget or a cascade left unscored) is written
+    just below the list's lowest finite score, so the file stays a valid run in the same order.
 
     Args:
         path: The file to write; its folder is created.
@@ -248,11 +251,13 @@ def write_trec_run(
     """
     import gzip
 
-    lines = [
-        f"{qid} Q0 {c.docid} {rank} {c.score:.6f} {tag}\n"
-        for qid in sorted(candidates, key=_qid_key)
-        for rank, c in enumerate(list(candidates[qid])[:depth], 1)
-    ]
+    lines = []
+    for qid in sorted(candidates, key=_qid_key):
+        ranked = list(candidates[qid])[:depth]
+        floor = min((c.score for c in ranked if math.isfinite(c.score)), default=0.0) - 1.0
+        for rank, c in enumerate(ranked, 1):
+            score = c.score if math.isfinite(c.score) else floor
+            lines.append(f"{qid} Q0 {c.docid} {rank} {score:.6f} {tag}\n")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.suffix == ".gz":
@@ -281,9 +286,10 @@ def _require_file(path: Path, what: str) -> Path:
 def _open_text(path: Path) -> IO[str]:
     """Open a text file, gunzipping it when the name ends in ``.gz``."""
     _require_file(path, "file")
+    # utf-8-sig: a byte-order mark (Windows editors write one) is not part of the first id.
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return path.open(encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return path.open(encoding="utf-8-sig", newline="")
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -292,7 +298,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         with _open_text(path) as fh:
             for lineno, line in enumerate(fh, start=1):
                 yield lineno, line.rstrip("\r\n")
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
         msg = f"{path}: cannot be read ({exc})"
         raise InputError(msg) from exc
 
@@ -518,7 +524,7 @@ def _load_json(path: Path) -> Any:
     except json.JSONDecodeError as exc:
         msg = f"{path}, line {exc.lineno}: invalid JSON ({exc.msg})"
         raise InputError(msg) from exc
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
         msg = f"{path}: cannot be read ({exc})"
         raise InputError(msg) from exc
 
@@ -713,6 +719,10 @@ def load_rankllm(
             raise InputError(msg) from exc
         if not parsed:
             msg = f"{where}: no hits, so no query id"
+            raise InputError(msg)
+        bad = next((row for row in parsed if not math.isfinite(row[3])), None)
+        if bad is not None:
+            msg = f"{where}: hit {bad[1]!r} has score {bad[3]!r}, not a finite number"
             raise InputError(msg)
         qids = {row[0] for row in parsed}
         if len(qids) != 1:
@@ -988,8 +998,7 @@ def _load_file(path: Path) -> EvalDataset:
     if name.endswith(".json"):
         return load_rankllm(path)
     if name.endswith(".tsv"):
-        with _open_text(path) as fh:
-            header = fh.readline().rstrip("\r\n").split("\t")
+        header = next((line.split("\t") for _, line in _lines(path)), [])
         if tuple(header) == _WIKIQA_COLUMNS:
             return load_wikiqa(path)
     msg = f"{path}: format not recognised (expected RankLLM .json[.gz] or a WikiQA .tsv)"
