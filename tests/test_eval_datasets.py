@@ -420,3 +420,18 @@ def test_a_run_with_unscored_documents_is_written_and_read_back_in_order(tmp_pat
     back = read_trec_run(write_trec_run(tmp_path / "run.txt", ranked))
     assert [(d, r) for d, r, _ in back["1"]] == [("a", 1), ("b", 2), ("c", 3)]
     assert [s for _, _, s in back["1"]] == [2.5, -1.0, -2.0]
+
+
+def test_null_ids_and_texts_in_beir_jsonl_are_refused_not_read_as_none(tmp_path: Path) -> None:
+    from xrerank_core.eval._datasets import _read_jsonl_corpus, _read_jsonl_queries
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"_id": "d1", "text": "fine"}\n{"_id": 7, "title": null, "text": "an int id"}\n')
+    assert {d: p.text for d, p in _read_jsonl_corpus(corpus).items()} == {"d1": "fine", "7": "an int id"}
+    corpus.write_text('{"_id": "d1", "text": null}\n')
+    with pytest.raises(InputError, match=r"line 1: expected an object with '_id' and 'text'.*'text' must be a string"):
+        _read_jsonl_corpus(corpus)
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text('{"_id": null, "text": "q"}\n')
+    with pytest.raises(InputError, match=r"'_id' must be a string or an integer, got None"):
+        _read_jsonl_queries(queries)

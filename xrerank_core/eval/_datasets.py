@@ -437,6 +437,22 @@ def read_trec_run(path: PathLike) -> dict[str, list[tuple[str, int, float]]]:
     return {qid: sorted(rows, key=lambda r: (-r[2], r[1])) for qid, rows in run.items()}
 
 
+def _json_id(value: object) -> str:
+    """A BEIR ``_id``: a string or an integer (never ``null``, which would become ``"None"``)."""
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return str(value)
+    msg = f"'_id' must be a string or an integer, got {value!r}"
+    raise TypeError(msg)
+
+
+def _json_text(value: object) -> str:
+    """A BEIR ``text``: a string (``null`` is refused rather than read as ``"None"``)."""
+    if isinstance(value, str):
+        return value
+    msg = f"'text' must be a string, got {value!r}"
+    raise TypeError(msg)
+
+
 def _read_jsonl_corpus(path: Path) -> dict[str, Passage]:
     corpus: dict[str, Passage] = {}
     for lineno, line in _lines(path):
@@ -444,8 +460,8 @@ def _read_jsonl_corpus(path: Path) -> dict[str, Passage]:
             continue
         try:
             obj = json.loads(line)
-            docid = str(obj["_id"])
-            passage = Passage(title=str(obj.get("title") or ""), text=str(obj["text"]))
+            docid = _json_id(obj["_id"])
+            passage = Passage(title=str(obj.get("title") or ""), text=_json_text(obj["text"]))
         except json.JSONDecodeError as exc:
             raise _bad_line(path, lineno, f"invalid JSON ({exc.msg})") from exc
         except (KeyError, TypeError) as exc:
@@ -502,7 +518,7 @@ def _read_jsonl_queries(path: Path) -> dict[str, str]:
             continue
         try:
             obj = json.loads(line)
-            queries[str(obj["_id"])] = str(obj["text"])
+            queries[_json_id(obj["_id"])] = _json_text(obj["text"])
         except json.JSONDecodeError as exc:
             raise _bad_line(path, lineno, f"invalid JSON ({exc.msg})") from exc
         except (KeyError, TypeError) as exc:
