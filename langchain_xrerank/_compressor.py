@@ -21,7 +21,7 @@ from pydantic import (
 
 from xrerank_core import InputError, InputTypeError, Ranked, Reranker
 from xrerank_core._config import validate_budget, validate_threshold, validate_top_n
-from xrerank_core._engine import rebuild_arguments, shared_reranker
+from xrerank_core._engine import dump_with_recipe, shared_reranker
 from xrerank_core._text import with_metadata
 
 __all__ = ["XRerankCompressor"]
@@ -108,14 +108,7 @@ class XRerankCompressor(BaseDocumentCompressor):
     @model_serializer(mode="wrap")
     def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         # A given reranker is written as the model and options that rebuild it (never as model=None).
-        data: dict[str, Any] = handler(self)
-        if self.reranker is not None:
-            model, options = rebuild_arguments(self.reranker, type(self).__name__)
-            if "model" in data:
-                data["model"] = model
-            if "reranker_options" in data:
-                data["reranker_options"] = options
-        return data
+        return dump_with_recipe(handler(self), self.reranker, type(self).__name__)
 
     def _texts(self, documents: Sequence[Document]) -> list[str]:
         for i, d in enumerate(documents):

@@ -24,7 +24,7 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from xrerank_core import InputError, InputTypeError, Ranked, Reranker
 from xrerank_core._config import validate_budget, validate_threshold, validate_top_n
-from xrerank_core._engine import rebuild_arguments, shared_reranker
+from xrerank_core._engine import dump_with_recipe, shared_reranker
 
 __all__ = ["XRerankPostprocessor"]
 
@@ -103,13 +103,7 @@ class XRerankPostprocessor(BaseNodePostprocessor):
     @model_serializer(mode="wrap")
     def custom_model_dump(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo) -> dict[str, Any]:
         """``BaseComponent``'s dump, with a given reranker written as the model and options that rebuild it."""
-        data: dict[str, Any] = handler(self)
-        if self.reranker is not None:
-            model, options = rebuild_arguments(self.reranker, type(self).__name__)
-            if "model" in data:
-                data["model"] = model
-            if "reranker_options" in data:
-                data["reranker_options"] = options
+        data = dump_with_recipe(handler(self), self.reranker, type(self).__name__)
         data["class_name"] = self.class_name()
         return data
 

@@ -817,16 +817,19 @@ def _unpickle_reranker(model: str | Scorer, options: dict[str, Any]) -> Reranker
     return Reranker(model, **options)
 
 
-def rebuild_arguments(reranker: Reranker, owner: str) -> tuple[str, dict[str, Any]]:
-    """The ``model`` and ``reranker_options`` that build ``reranker`` again: its config, less the defaults.
+def dump_with_recipe(data: dict[str, Any], reranker: Reranker | None, owner: str) -> dict[str, Any]:
+    """An adapter's dump with its given ``reranker`` written as the ``model`` and ``reranker_options`` that rebuild it.
 
-    What an adapter serialises for a ``reranker=`` it was given, so that loading it back
-    builds the same reranker (and shares the loaded model) rather than the default model.
+    ``data`` is the adapter's own dump (pydantic's); with a ``reranker=`` the adapter would
+    otherwise write ``model: None``, which loads back as the default model. The options are the
+    reranker's config less its defaults; loading the dump shares the loaded model.
 
     Raises:
         ConfigError: ``reranker`` scores with a ready-made ``Scorer``, which no model name rebuilds
             (``owner`` names the component in the message).
     """
+    if reranker is None:
+        return data
     if not reranker._from_name:
         msg = (
             f"cannot serialise this {owner}: its reranker scores with a ready-made {type(reranker.scorer).__name__}, "
@@ -834,7 +837,11 @@ def rebuild_arguments(reranker: Reranker, owner: str) -> tuple[str, dict[str, An
             "Reranker built from a model name"
         )
         raise ConfigError(msg)
-    return reranker.config.model, _options_off_default(reranker.config)
+    if "model" in data:
+        data["model"] = reranker.config.model
+    if "reranker_options" in data:
+        data["reranker_options"] = _options_off_default(reranker.config)
+    return data
 
 
 def _options_off_default(config: RerankerConfig) -> dict[str, Any]:
