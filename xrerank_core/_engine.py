@@ -19,7 +19,7 @@ from xrerank_core._backends import Scorer
 from xrerank_core._cache import ScoreCache, Throughput
 from xrerank_core._config import RerankerConfig, validate_budget, validate_threshold, validate_top_n
 from xrerank_core._exceptions import ConfigError, InputError, InputTypeError, ScoringError, XRerankError
-from xrerank_core._fusion import fuse
+from xrerank_core._fusion import fuse, input_order_scores
 from xrerank_core._models import get_scorer, resolve_model
 from xrerank_core._text import split_windows
 
@@ -215,7 +215,7 @@ class Reranker:
         if wanted is not None and wanted > limit:
             logger.warning("max_length=%d is more than %s accepts; using %d", wanted, self.config.model, limit)
         self.max_length = min(wanted or 512, limit)
-        self._query_cap = self._query_tokens_cap()
+        self._query_cap = self._query_tokens_cap()  # the most query tokens a pair keeps
         recorded = self._recorded_settings()
         long_documents = self.config.long_documents
         if long_documents == "auto":
@@ -374,7 +374,7 @@ class Reranker:
             rest_model = [self._normalized([-math.inf])[0]] * len(rest)
         if first is None and self.config.fusion != "none":
             # The input order is the first stage's: a cascade's `scored` is in its cheaper scorer's order.
-            first = [float(len(docs) - i) for i in range(len(docs))]
+            first = input_order_scores(len(docs))
         first_scored = None if first is None else [first[i] for i in scored]
         fused = fuse(model, first_scored, self.config.fusion, self.fusion_weight, self.config.rrf_k)
         order = sorted(range(len(scored)), key=lambda j: (-fused[j], scored[j]))
@@ -426,7 +426,7 @@ class Reranker:
         if offsets is None:
             return [False] * len(docs)
         q_tokens = len(offsets[0])
-        if q_tokens > min(self._query_limit(), cheap._query_limit()):
+        if q_tokens > min(self._query_cap, cheap._query_cap):
             return [False] * len(docs)
         room = cheap.max_length - self.scorer.num_special_tokens - q_tokens
         return [len(spans) <= room for spans in offsets[1:]]
@@ -515,16 +515,12 @@ class Reranker:
             return room
         return wanted
 
-    def _query_limit(self) -> int:
-        """The most query tokens a pair keeps (``max_query_tokens``, default half of ``max_length``)."""
-        return self._query_cap
-
     def _prepare_query(self, query: str) -> tuple[str, int]:
         offsets = self.scorer.token_offsets([query])
         if offsets is None:
             return query, 0
         spans = offsets[0]
-        limit = self._query_limit()
+        limit = self._query_cap
         if len(spans) > limit:
             logger.warning("the query has %d tokens; only its first %d are used (max_query_tokens)", len(spans), limit)
             return query[: spans[limit - 1][1]], limit

@@ -41,6 +41,11 @@ def _ranks(values: Sequence[float]) -> list[int]:
     return ranks
 
 
+def input_order_scores(n: int) -> list[float]:
+    """First-stage scores for ``n`` documents given best first: ``n, n - 1, ..., 1``."""
+    return [float(n - i) for i in range(n)]
+
+
 def fuse(
     model_scores: Sequence[float],
     first_stage: Sequence[float] | None,
@@ -64,7 +69,7 @@ def fuse(
     if method == "none" or not model_scores:
         return list(model_scores)
     n = len(model_scores)
-    first = list(first_stage) if first_stage is not None else [float(n - i) for i in range(n)]
+    first = list(first_stage) if first_stage is not None else input_order_scores(n)
     if method == "zscore":
         zm, zf = _zscores(model_scores), _zscores(first)
         return [weight * a + (1.0 - weight) * b for a, b in zip(zm, zf, strict=True)]
