@@ -254,9 +254,8 @@ def write_trec_run(
     lines = []
     for qid in sorted(candidates, key=_qid_key):
         ranked = list(candidates[qid])[:depth]
-        floor = min((c.score for c in ranked if math.isfinite(c.score)), default=0.0) - 1.0
-        for rank, c in enumerate(ranked, 1):
-            score = c.score if math.isfinite(c.score) else floor
+        scores = finite_below([c.score for c in ranked])
+        for rank, (c, score) in enumerate(zip(ranked, scores, strict=True), 1):
             lines.append(f"{qid} Q0 {c.docid} {rank} {score:.6f} {tag}\n")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -266,6 +265,16 @@ def write_trec_run(
     else:
         target.write_text("".join(lines), encoding="utf-8")
     return target
+
+
+def finite_below(scores: Sequence[float]) -> list[float]:
+    """``scores`` (best first) with each non-finite one set just below the lowest finite score.
+
+    ``-inf`` marks a document a budget or a cascade left unscored; moved below the rest, it keeps
+    the run's order and makes it a valid run (ties break by list order).
+    """
+    floor = min((s for s in scores if math.isfinite(s)), default=0.0) - 1.0
+    return [s if math.isfinite(s) else floor for s in scores]
 
 
 def _qid_key(qid: str) -> tuple[int, int, str]:

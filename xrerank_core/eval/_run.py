@@ -49,7 +49,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from xrerank_core._exceptions import ConfigError, InputError
-from xrerank_core.eval._datasets import Candidate, EvalDataset, _qid_key, run_from_candidates, write_trec_run
+from xrerank_core.eval._datasets import (
+    Candidate,
+    EvalDataset,
+    _qid_key,
+    finite_below,
+    run_from_candidates,
+    write_trec_run,
+)
 from xrerank_core.eval._metrics import EvalResult, MetricComparison, compare_runs, evaluate_run
 
 if TYPE_CHECKING:
@@ -414,11 +421,7 @@ def _finite(run: dict[str, float]) -> dict[str, float]:
 
     The dict is in the reranker's order, which breaks the resulting ties, so the ranking is unchanged.
     """
-    finite = [v for v in run.values() if math.isfinite(v)]
-    if len(finite) == len(run):
-        return run
-    floor = min(finite, default=0.0) - 1.0
-    return {d: v if math.isfinite(v) else floor for d, v in run.items()}
+    return dict(zip(run, finite_below(list(run.values())), strict=True))
 
 
 # --------------------------------------------------------------------------- the API
