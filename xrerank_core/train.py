@@ -20,6 +20,7 @@ Built on the sentence-transformers cross-encoder trainer (no hand-written loop):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -28,7 +29,7 @@ import shlex
 import shutil
 import sys
 import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -1032,6 +1033,19 @@ def _config_from_record(
     return TrainConfig(**values)
 
 
+@contextlib.contextmanager
+def _new_folder(out: Path) -> Iterator[Path]:
+    """Create ``out`` (and its parents); if it did not exist and the block fails, remove it again."""
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        yield out
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
 def average_models(
     models: Sequence[str],
     output: str,
@@ -1067,7 +1081,7 @@ def average_models(
         InputError: Fewer than two models, a missing weights file, or weights that do not match.
     """
     import torch
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file, save_file
 
     from xrerank_core._models import resolve_model
 
@@ -1123,78 +1137,50 @@ def average_models(
             )
             raise InputError(msg)
 
-    out = Path(output)
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        record = _write_average(
-            out, folders, models, averaged, records, recorded, configs, folds, half, choose_on_dev, device, dev_depths
-        )
-    except BaseException:
-        if created:  # a failed dev choice leaves no weights without their record
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    return record
+    with _new_folder(Path(output)) as out:  # a failed dev choice leaves no weights without their record
+        for f in folders[0].iterdir():
+            if f.is_file() and f.name not in _NOT_COPIED:
+                shutil.copy2(f, out / f.name)
+        save_file(averaged, str(out / _WEIGHTS), metadata={"format": "pt"})
+        logger.info("averaged %d models into %s", len(folders), out)
 
-
-def _write_average(
-    out: Path,
-    folders: Sequence[Path],
-    models: Sequence[str],
-    averaged: dict[str, Any],
-    records: Sequence[dict[str, Any] | None],
-    recorded: Sequence[dict[str, Any]],
-    configs: Sequence[Any],
-    folds: Sequence[int],
-    half: bool,
-    choose_on_dev: bool,
-    device: str | None,
-    dev_depths: Sequence[int] | None,
-) -> dict[str, Any]:
-    """Write the averaged weights, the dev choice, ``training.json`` and the card into ``out``."""
-    from safetensors.torch import save_file
-
-    for f in folders[0].iterdir():
-        if f.is_file() and f.name not in _NOT_COPIED:
-            shutil.copy2(f, out / f.name)
-    save_file(averaged, str(out / _WEIGHTS), metadata={"format": "pt"})
-    logger.info("averaged %d models into %s", len(folders), out)
-
-    record: dict[str, Any] = {
-        "average_of": [str(m) for m in models],
-        "ingredients": records,
-        "float16": half,
-        "result": {},
-    }
-    if choose_on_dev and len(recorded) != len(configs):
-        logger.warning("not every model has a training.json from xrerank train: no dev choice for the average")
-    elif choose_on_dev:
-        depths = (
-            sorted({d for c in recorded for d in c.get("dev_depths", ())}) if dev_depths is None else list(dev_depths)
-        )
-        rebuilt = [
-            _config_from_record(_located(c, r or {}), str(out), depths, device)
-            for c, r in zip(recorded, records, strict=True)
-        ]
-        if len(set(folds)) == 1:
-            weight, table = select_fusion(str(out), rebuilt[0])
-        else:
-            # Cross-fitting: the average trained on every fold, so each fold is scored by
-            # the one run that held it out, and the choice is made on all folds together.
-            weight, table = select_fusion_cross_fitted(
-                str(out), [(str(f), c) for f, c in zip(folders, rebuilt, strict=True)]
-            )
-            record["cross_fitted_folds"] = folds
-        chosen = json.loads((out / "xrerank.json").read_text(encoding="utf-8"))
-        record["result"] = {
-            "fusion_weight": weight,
-            "dev_fused": table[weight],
-            "long_documents": chosen["long_documents"],
-            "candidates": chosen["candidates"],
-            "dev_ndcg@10_by_candidates": chosen["dev_ndcg@10_by_candidates"],
+        record: dict[str, Any] = {
+            "average_of": [str(m) for m in models],
+            "ingredients": records,
+            "float16": half,
+            "result": {},
         }
-    (out / "training.json").write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
-    _write_average_card(out, models, record)
+        if choose_on_dev and len(recorded) != len(configs):
+            logger.warning("not every model has a training.json from xrerank train: no dev choice for the average")
+        elif choose_on_dev:
+            depths = (
+                sorted({d for c in recorded for d in c.get("dev_depths", ())})
+                if dev_depths is None
+                else list(dev_depths)
+            )
+            rebuilt = [
+                _config_from_record(_located(c, r or {}), str(out), depths, device)
+                for c, r in zip(recorded, records, strict=True)
+            ]
+            if len(set(folds)) == 1:
+                weight, table = select_fusion(str(out), rebuilt[0])
+            else:
+                # Cross-fitting: the average trained on every fold, so each fold is scored by
+                # the one run that held it out, and the choice is made on all folds together.
+                weight, table = select_fusion_cross_fitted(
+                    str(out), [(str(f), c) for f, c in zip(folders, rebuilt, strict=True)]
+                )
+                record["cross_fitted_folds"] = folds
+            chosen = json.loads((out / "xrerank.json").read_text(encoding="utf-8"))
+            record["result"] = {
+                "fusion_weight": weight,
+                "dev_fused": table[weight],
+                "long_documents": chosen["long_documents"],
+                "candidates": chosen["candidates"],
+                "dev_ndcg@10_by_candidates": chosen["dev_ndcg@10_by_candidates"],
+            }
+        (out / "training.json").write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+        _write_average_card(out, models, record)
     return record
 
 
