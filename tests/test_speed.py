@@ -6,6 +6,7 @@ quantiser) into this session's cache folder (conftest) and run them with onnxrun
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -133,6 +134,46 @@ def test_export_is_reused_and_a_damaged_file_is_rebuilt(tiny_bert: str) -> None:
     rebuilt = OnnxScorer(tiny_bert)
     assert rebuilt.path == path and path.stat().st_size > 1000
     assert rebuilt.score_pairs([(QUERY, d) for d in DOCS]) == pytest.approx(expected, abs=1e-6)
+
+
+@needs_onnx
+def test_a_damaged_tokenizer_in_the_export_is_rebuilt(tiny_bert: str) -> None:
+    first = OnnxScorer(tiny_bert)
+    expected = first.score_pairs([(QUERY, d) for d in DOCS])
+    tokenizer = first.path.parent / "tokenizer.json"
+    good = tokenizer.read_bytes()
+    tokenizer.write_bytes(good[: len(good) // 2])  # cut short: no longer parses
+    rebuilt = OnnxScorer(tiny_bert)
+    assert tokenizer.read_bytes() == good
+    assert rebuilt.score_pairs([(QUERY, d) for d in DOCS]) == pytest.approx(expected, abs=1e-6)
+    tokenizer.write_bytes(good.replace(b'"[UNK]"', b'"[UNX]"', 1))  # still parses, but not what was exported
+    assert OnnxScorer(tiny_bert).score_pairs([(QUERY, d) for d in DOCS]) == pytest.approx(expected, abs=1e-6)
+    assert tokenizer.read_bytes() == good
+
+
+@needs_onnx
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_side_by_side_sessions_score_in_a_forked_child(tiny_bert: str) -> None:
+    # gunicorn --preload with a warm-up call: the child inherits the parent's thread pool without its threads.
+    rr = Reranker(tiny_bert, backend="onnx", workers=2, batch_size=1)
+    expected = rr.score(QUERY, DOCS)  # several batches: the pool is created here, in the parent
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        os.close(read)
+        try:
+            import signal
+
+            signal.alarm(60)  # a hang ends the child instead of the test run
+            os.write(write, json.dumps(rr.score(QUERY, DOCS)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        got = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status), "the child hung scoring (killed by its alarm)"
+    assert got and json.loads(got) == pytest.approx(expected, abs=1e-6)
 
 
 @needs_onnx
@@ -446,6 +487,15 @@ def test_budget_calibrates_on_its_first_call_and_counts_cached_scores_as_free() 
     assert rr.rerank("capital france", docs, budget_ms=50).reranked == len(docs)
 
 
+def test_budget_keeps_every_cached_document_when_planning_used_the_budget(tiny_bert: str) -> None:
+    rr = Reranker(tiny_bert, backend="torch", cache_size=10_000)
+    docs = [f"passage {i} on the capital of france and more words here" for i in range(200)]
+    expected = rr.score(QUERY, docs)  # every pair is cached now
+    out = rr.rerank(QUERY, docs, budget_ms=0.01)  # less than tokenising 200 documents takes
+    assert out.reranked == len(docs)
+    assert {r.index: r.score for r in out} == pytest.approx(dict(enumerate(expected)))
+
+
 def test_budget_sigmoid_threshold_and_validation(fake: FakeScorer) -> None:
     scorer = SlowScorer(seconds_per_token=0.001)
     rr = Reranker(scorer, normalize="sigmoid", batch_size=2)
@@ -608,6 +658,44 @@ def test_cascade_on_one_scorer_keeps_the_cheap_score_of_a_document_it_read_whole
     monkeypatch.undo()
     full = Reranker(tiny_bert, backend="torch").score(QUERY, docs)  # every document, the full model
     assert {r.index: r.score for r in out} == pytest.approx(dict(enumerate(full)), abs=1e-5)
+
+
+def test_cascade_as_long_as_the_full_model_rescores_what_the_full_model_splits(tiny_bert: str) -> None:
+    rr = Reranker(
+        tiny_bert, backend="torch", max_length=48, cascade_top_k=3, cascade_backend="torch", cascade_max_length=48
+    )
+    assert rr._cascade is not None and rr._cascade.scorer is rr.scorer
+    q_tokens = len(rr.scorer.token_offsets([QUERY])[0])
+    room = 48 - rr.scorer.num_special_tokens - q_tokens  # one pair holds this many document tokens
+    doc = " ".join(["paris"] * room)  # fits one pair whole, but not one MaxP window (a few tokens shorter)
+    assert len(rr.scorer.token_offsets([doc])[0]) == room
+    docs = [doc, DOCS[0], DOCS[1]]
+    full = Reranker(tiny_bert, backend="torch", max_length=48).score(QUERY, docs)
+    whole = rr.scorer.score_pairs([(QUERY, doc)])[0]  # what the cheap pass reads: the uncut pair
+    assert abs(whole - full[0]) > 1e-6  # the tiny model's scores are close together, but not this close
+    out = rr.rerank(QUERY, docs)
+    assert {r.index: r.score for r in out} == pytest.approx(dict(enumerate(full)), abs=1e-7, rel=0)
+
+
+@pytest.mark.parametrize("max_length", [16, 18, 20, 24])
+def test_a_short_max_length_keeps_query_and_window_within_it(
+    tiny_bert: str, max_length: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rr = Reranker(tiny_bert, backend="torch", max_length=max_length)
+    query = "what is the capital city of the french republic and where is it"
+    doc = "Paris is the capital and most populous city of France, on the Seine. " * 3
+    seen: list[tuple[str, str]] = []
+    score_pairs = rr.scorer.score_pairs
+
+    def recording(pairs: Any) -> list[float]:
+        seen.extend(pairs)
+        return score_pairs(pairs)
+
+    monkeypatch.setattr(rr.scorer, "score_pairs", recording)  # the scorer is shared: undone after the test
+    rr.score(query, [doc])
+    offsets = rr.scorer.token_offsets
+    longest = max(len(offsets([q])[0]) + len(offsets([d])[0]) + rr.scorer.num_special_tokens for q, d in seen)
+    assert longest <= max_length  # nothing left for the tokenizer to cut from the query or the window
 
 
 def test_cascade_options_are_validated(fake: FakeScorer) -> None:

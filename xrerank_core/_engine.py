@@ -429,6 +429,12 @@ class Reranker:
         if q_tokens > min(self._query_cap, cheap._query_cap):
             return [False] * len(docs)
         room = cheap.max_length - self.scorer.num_special_tokens - q_tokens
+        # The full model reads a document whole only up to its own window (see _windows: the
+        # slack is left out unless the scorer cuts truncated pairs itself); a longer one it would
+        # split or cut, so the cheap score of the whole pair is not its score.
+        exact = self.long_documents == "truncate" and bool(getattr(self.scorer, "truncates_pairs", False))
+        full_room = self.max_length - self.scorer.num_special_tokens - q_tokens - (0 if exact else _WINDOW_SLACK)
+        room = min(room, full_room)
         return [len(spans) <= room for spans in offsets[1:]]
 
     def score_many(self, requests: Sequence[tuple[str, Sequence[str]]]) -> list[list[float]]:
@@ -501,10 +507,11 @@ class Reranker:
         with a warning.
         """
         wanted = self.config.max_query_tokens
-        if wanted is None:
-            return self.max_length // 2
         room = self.max_length - self.scorer.num_special_tokens - _WINDOW_SLACK - _MIN_WINDOW
         room = max(room, 1)
+        if wanted is None:
+            # Half of max_length, less where a very short max_length would leave no whole window.
+            return min(self.max_length // 2, room)
         if wanted > room:
             logger.warning(
                 "max_query_tokens=%d leaves no room for the document in pairs of max_length=%d tokens; using %d",
@@ -668,7 +675,9 @@ class Reranker:
         while k < n:
             new = [p for p in doc_pairs[k] if pairs.scores[p] is None and p not in counted]
             cost = sum(pairs.lengths[p] + specials for p in new) * rate * _PADDING_ALLOWANCE
-            if predicted + cost > allowed:
+            # A document whose every pair is scored already (cache, or a window it shares) costs
+            # nothing and is kept even when planning has used up the budget.
+            if new and predicted + cost > allowed:
                 break
             predicted += cost
             counted.update(new)

@@ -181,7 +181,12 @@ class _Export:
             return None
         if not isinstance(data, dict) or data.get("recipe") != _RECIPE:
             return None
-        if not (self.folder / "tokenizer.json").is_file():
+        tokenizer = self.folder / "tokenizer.json"
+        if not tokenizer.is_file():
+            return None
+        recorded = data.get("tokenizer_sha256")  # absent in exports written before it was recorded
+        if recorded is not None and _sha256(tokenizer) != recorded:
+            logger.warning("%s does not match its checksum (damaged or changed); exporting again", tokenizer)
             return None
         return data
 
@@ -334,6 +339,7 @@ def _export_fp32(source: Path, out: Path, *, trust_remote_code: bool, allow_pick
         "pad_token": str(tokenizer.pad_token or "[PAD]"),
         "fused": fused,
         "files": {},
+        "tokenizer_sha256": _sha256(out / "tokenizer.json"),
     }
 
 
@@ -496,6 +502,7 @@ class OnnxScorer:
         self.name = model
         self.quantized = quantize
         variant = "model-int8" if quantize else "model"
+        meta: dict[str, Any] = {}
         providers: list[Any] = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -537,14 +544,21 @@ class OnnxScorer:
             )
             try:
                 sessions = [ort.InferenceSession(str(path), options, providers=providers) for _ in range(workers)]
+                offsets_tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+                pair_tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+                found = _Export(folder).meta()
+                if found is None:
+                    msg = "its meta.json is gone or damaged"
+                    raise ValueError(msg)
+                meta = found
                 break
-            except Exception as exc:  # onnxruntime raises its own types for damaged files
+            except Exception as exc:  # onnxruntime and tokenizers raise their own types for damaged files
                 if attempt:
-                    msg = f"onnxruntime could not load {path} ({exc}); delete {folder} and try again"
+                    msg = f"could not load the ONNX export {folder} ({exc}); delete it and try again"
                     raise ModelLoadError(msg) from exc
-                logger.warning("onnxruntime could not load %s (%s); exporting it again", path, exc)
-                shutil.rmtree(folder, ignore_errors=True)
-        meta = _Export(folder).meta() or {}
+                logger.warning("could not load the ONNX export %s (%s); exporting it again", folder, exc)
+                with _file_lock(folder.parent / f"{folder.name}.lock"):
+                    shutil.rmtree(folder, ignore_errors=True)
         self.path = path
         self.max_length = int(meta["max_length"])
         self.num_special_tokens = int(meta["num_special_tokens"])
@@ -564,19 +578,18 @@ class OnnxScorer:
         else:
             self.preferred_batch_tokens = 2048 if quantize else 8192
 
-        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        tokenizer.no_padding()
-        tokenizer.no_truncation()
-        self._offsets_tokenizer = tokenizer
-        pairs = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        pairs.enable_truncation(self.max_length, strategy="longest_first")
-        pairs.enable_padding(pad_id=int(meta["pad_token_id"]), pad_token=str(meta["pad_token"]))
-        self._pair_tokenizer = pairs
+        offsets_tokenizer.no_padding()
+        offsets_tokenizer.no_truncation()
+        self._offsets_tokenizer = offsets_tokenizer
+        pair_tokenizer.enable_truncation(self.max_length, strategy="longest_first")
+        pair_tokenizer.enable_padding(pad_id=int(meta["pad_token_id"]), pad_token=str(meta["pad_token"]))
+        self._pair_tokenizer = pair_tokenizer
         # Each session runs one forward pass at a time; a caller takes a free one.
         self._free: queue.SimpleQueue[Any] = queue.SimpleQueue()
         for session in sessions:
             self._free.put(session)
         self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = os.getpid()
         self._pool_lock = threading.Lock()
 
     def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]] | None:
@@ -611,6 +624,12 @@ class OnnxScorer:
             for batch in batches:
                 yield self.score_pairs(batch)
             return
+        if self._pool_pid != os.getpid():
+            # A forked child (gunicorn --preload, multiprocessing's fork) inherits the pool without
+            # its threads, and it would wait on them forever: it starts a pool of its own.
+            self._pool_lock = threading.Lock()
+            self._pool = None
+            self._pool_pid = os.getpid()
         with self._pool_lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="xrerank-onnx")
