@@ -15,7 +15,13 @@
 #
 # Seeded; the test claims are never trained or chosen on. Times: one H200 ~5 min for 1-3 (DEVICE=cuda);
 # this project's 2-core CPU ~2.5 h for 1-3 and ~45 min for 4.
-# Usage: [DEVICE=cpu|cuda] [BF16=1|0] [RUN=file.run.gz] [EVAL=1|0] bash scripts/build_model_xfit.sh [DATA_DIR]
+# Usage: [DEVICE=cpu|cuda] [BF16=1|0] [RUN=file.run.gz] [EVAL=1|0] [SENTENCES=N] bash scripts/build_model_xfit.sh [DATA_DIR]
+# SENTENCES=N (default 0) adds N inverse-cloze groups per corpus document to stage 1 (--weak-sentences N:
+# a sentence of an abstract is the query, the rest of the abstract the positive), mined into its own run
+# file, with its own folders (build/xfit2-sN-*) and output (build/minilm-scifact-xfit2-sN). Not yet run in
+# full: the next lever for issue 5 (more in-domain data), meant for a lent GPU (stage 1 then has about twice
+# the groups of SENTENCES=0 at N=1). On this 2-core CPU, stage 1 alone measured 12.6 s a step in bf16 on an
+# AMD EPYC (6 steps, 2026-11-26), so the SENTENCES=0 recipe needs about 4 h here.
 # A smoke run of the plumbing (a meaningless model; 40 min here on 2 cores shared with other jobs, 2026-11-26:
 # 8 for the Chroma store and mining, the rest mostly scoring the 300 dev claims before and after each run):
 #   EXTRA="--max-steps 2 --dev-candidates 5" DEPTHS="" EVAL=0 OUT=build/xfit2-smoke bash scripts/build_model_xfit.sh
@@ -24,8 +30,12 @@ cd "$(dirname "$0")/.."
 SHARED="${1:-../shared/data}"
 DATA="$SHARED/scifact"
 DEVICE="${DEVICE:-cpu}"
-RUN="${RUN:-build/runs/scifact-train100.run.gz}"
-OUT="${OUT:-build/minilm-scifact-xfit2}"
+SENTENCES="${SENTENCES:-0}"
+TAG=xfit2
+SENT_ARGS=()
+if [ "$SENTENCES" != 0 ]; then TAG="xfit2-s$SENTENCES"; SENT_ARGS=(--weak-sentences "$SENTENCES"); fi
+RUN="${RUN:-build/runs/scifact-train100${TAG#xfit2}.run.gz}"
+OUT="${OUT:-build/minilm-scifact-$TAG}"
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 X=.venv/bin/xrerank
 PREC=()
@@ -34,26 +44,26 @@ read -r -a EXTRA_ARGS <<< "${EXTRA:-}"
 read -r -a DEPTH_ARGS <<< "${DEPTHS-50 100}"
 
 if [ ! -f "$RUN" ]; then
-    $X train --base all-MiniLM-L6-v2 --data "$DATA" --output build/xfit2-mine --weak-supervision \
+    $X train --base all-MiniLM-L6-v2 --data "$DATA" --output "build/$TAG-mine" --weak-supervision "${SENT_ARGS[@]}" \
         --dev-queries 300 --split-seed 42 --dev-depths 50 100 --save-run "$RUN" --mine-only \
         --chroma-dir build/chroma
 fi
-$X train --base all-MiniLM-L6-v2 --data "$DATA" --output build/xfit2-s1 --weak-supervision \
+$X train --base all-MiniLM-L6-v2 --data "$DATA" --output "build/$TAG-stage1" --weak-supervision "${SENT_ARGS[@]}" \
     --eval-steps 75 --dev-queries 300 --split-seed 42 --device "$DEVICE" --run-file "$RUN" \
     "${PREC[@]}" "${EXTRA_ARGS[@]}"
 for k in 0 1 2; do
-    $X train --base build/xfit2-s1 --data "$DATA" --output "build/xfit2-fold$k" --no-weak-supervision \
+    $X train --base "build/$TAG-stage1" --data "$DATA" --output "build/$TAG-fold$k" --no-weak-supervision \
         --epochs 4 --eval-steps 51 --learning-rate 5e-5 --head-learning-rate 5e-5 --save-half \
         --seed $((42 + k)) --split-seed 42 --dev-fold "$k" --device "$DEVICE" --run-file "$RUN" \
         "${PREC[@]}" "${EXTRA_ARGS[@]}"
 done
-$X average --output "$OUT" --dev-depths "${DEPTH_ARGS[@]}" --device "$DEVICE" build/xfit2-fold0 build/xfit2-fold1 build/xfit2-fold2
+$X average --output "$OUT" --dev-depths "${DEPTH_ARGS[@]}" --device "$DEVICE" "build/$TAG-fold0" "build/$TAG-fold1" "build/$TAG-fold2"
 
 if [ "${EVAL:-1}" = 1 ]; then
     # the collection `xrerank train` mines from (built here if missing): the model card's first stage, 0.6451
     $X eval --dataset "$DATA" --first-stage dense --candidates 100 --chroma-dir build/chroma \
         --collection-name xrerank-train-5183-9da79ee643 \
-        --model "$OUT" --fusion zscore --output build/eval/xfit2-scifact-top100
+        --model "$OUT" --fusion zscore --output "build/eval/$TAG-scifact-top100"
     $X eval --dataset "$SHARED/trec-dl-2019-passage" --first-stage BM25 \
-        --model "$OUT" --fusion zscore --output build/eval/xfit2-dl19
+        --model "$OUT" --fusion zscore --output "build/eval/$TAG-dl19"
 fi
