@@ -65,3 +65,75 @@ def test_both_frameworks_agree(store: Path, minilm_cross_encoder: str, capsys: p
     li = _ask(llamaindex_main, capsys, *args, "--model", minilm_cross_encoder)
     assert [s["doc_id"] for s in lc["sources"]] == [s["doc_id"] for s in li["sources"]]
     assert [s["score"] for s in lc["sources"]] == pytest.approx([s["score"] for s in li["sources"]], abs=1e-5)
+
+
+def test_without_the_reranker_both_frameworks_show_the_cosine_similarity(
+    store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["--question", SAMPLE_QUESTIONS[1], "--limit", "150", "--store", str(store), "--json", "--no-rerank"]
+    lc = _ask(langchain_main, capsys, *args)
+    li = _ask(llamaindex_main, capsys, *args)
+    assert [s["doc_id"] for s in lc["sources"]] == [s["doc_id"] for s in li["sources"]]
+    assert [s["score"] for s in lc["sources"]] == pytest.approx([s["score"] for s in li["sources"]], abs=1e-5)
+
+
+def test_a_source_is_its_abstract_without_the_title(
+    store: Path, minilm_cross_encoder: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from xrerank_demo._common import load_corpus
+
+    corpus = load_corpus(150)
+    args = ["--question", SAMPLE_QUESTIONS[0], "--limit", "150", "--store", str(store), "--json", "--k", "20"]
+    for app in (langchain_main, llamaindex_main):
+        out = _ask(app, capsys, *args, "--model", minilm_cross_encoder, "--top-n", "3")
+        for source in out["sources"]:
+            passage = corpus[source["doc_id"]]
+            assert source["title"] == passage.title and source["text"] == passage.text
+        assert not any(source["title"] in out["answer"] for source in out["sources"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--question", "  "], "--question is empty"),
+        (["--k", "0"], "--k: must be a whole number of at least 1"),
+        (["--top-n", "-2"], "--top-n: must be a whole number of at least 1"),
+        (["--limit", "0"], "--limit: must be a whole number of at least 1"),
+    ],
+)
+def test_bad_options_are_refused_before_anything_loads(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        langchain_main(args)
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("llm_class", "kwargs", "message"),
+    [
+        ("json:JSONDecoder", "{not json", "XRERANK_LLM_KWARGS is not valid JSON"),
+        ("json:JSONDecoder", "[1, 2]", "must be a JSON object"),
+        ("no_such_module_here:Chat", "{}", "does not name an importable class"),
+        ("json:JSONDecoder", '{"no_such_argument": 1}', "could not build json:JSONDecoder"),
+    ],
+)
+def test_a_bad_llm_setting_is_named_before_the_store_is_built(
+    llm_class: str, kwargs: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XRERANK_LLM_CLASS", llm_class)
+    monkeypatch.setenv("XRERANK_LLM_KWARGS", kwargs)
+    empty = tmp_path / "store"
+    for app in (langchain_main, llamaindex_main):
+        with pytest.raises(SystemExit, match=message):
+            app(["--question", "anything", "--store", str(empty), "--limit", "5"])
+    assert not empty.exists()  # failed before the store was touched
+
+
+def test_xrerank_demo_help_shows_its_own_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from xrerank_core.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--framework", "llamaindex", "--help"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: xrerank demo --framework llamaindex [-h]")

@@ -417,3 +417,25 @@ def test_cli_rerank_ranks_the_non_blank_lines_of_a_file(
     want = Reranker(tiny_bert, device="cpu").rerank(query, docs, top_n=2)
     assert [(p["index"], p["text"]) for p in printed] == [(r.index, r.text) for r in want]
     assert [p["score"] for p in printed] == pytest.approx([r.score for r in want])
+
+
+def test_cli_rerank_refuses_a_file_that_is_not_utf8(
+    tiny_bert: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from xrerank_core.cli import main
+
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("Café au lait in Paris\n".encode("latin-1"))
+    assert main(["rerank", "--model", tiny_bert, "--device", "cpu", "--query", "coffee", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xrerank: error:") and "not UTF-8" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_cli_serve_refuses_a_port_out_of_range(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from xrerank_core.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", "--model", "any", "--port", port])
+    assert exc.value.code == 2
+    assert "0 to 65535" in capsys.readouterr().err

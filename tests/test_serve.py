@@ -66,6 +66,29 @@ def test_http_backend_equals_in_process(server: str, local: Reranker, path: str)
     assert remote.rerank(QUERY, []) == []
 
 
+@pytest.mark.parametrize("path", ["/", "/v1/rerank/", "/rerank/"])
+def test_http_backend_takes_a_trailing_slash(server: str, local: Reranker, path: str) -> None:
+    scorer = HttpScorer(server + path)
+    assert scorer.protocol == ("tei" if path == "/rerank/" else "cohere")
+    assert not scorer.endpoint.endswith("/")  # the server routes /v1/rerank, and answers 404 for /v1/rerank/
+    _same(Reranker(scorer).rerank(QUERY, TEXTS), local.rerank(QUERY, TEXTS))
+
+
+def test_http_backend_names_a_redirect_and_its_target() -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import RedirectResponse
+    from starlette.routing import Route
+
+    async def moved(request: object) -> RedirectResponse:
+        return RedirectResponse("https://rerank.example/v1/rerank", status_code=308)
+
+    app = Starlette(routes=[Route("/v1/rerank", moved, methods=["POST"])])
+    expected = r"HTTP 308, a redirect to https://rerank.example/v1/rerank"
+    with serving(app) as url, pytest.raises(HTTPBackendError, match=expected) as exc:
+        Reranker(HttpScorer(url, retries=0)).rerank(QUERY, TEXTS[:2])
+    assert exc.value.status_code == 308
+
+
 def test_http_backend_by_name_and_options(server: str, local: Reranker, tiny_bert: str) -> None:
     by_url = Reranker(server)  # backend "auto" recognises a URL
     _same(by_url.rerank(QUERY, TEXTS), local.rerank(QUERY, TEXTS))

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from xrerank_core._config import DEFAULT_MODEL
-from xrerank_core._exceptions import ConfigError, XRerankError, missing_dependency
+from xrerank_core._exceptions import ConfigError, InputError, XRerankError, missing_dependency
 
 __all__ = ["main"]
 
@@ -53,10 +53,27 @@ def _add_rerank(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(func=_run_rerank)
 
 
+def _port(value: str) -> int:
+    # argparse's int would pass 99999, which the resolver wraps to another port without a word.
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        msg = f"a port is a whole number from 0 to 65535, got {value!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return port
+
+
 def _run_rerank(args: argparse.Namespace) -> int:
     from xrerank_core._engine import Reranker
 
-    texts = [line.rstrip("\n") for line in args.file if line.strip()]
+    try:
+        texts = [line.rstrip("\n") for line in args.file if line.strip()]
+    except UnicodeDecodeError as exc:
+        name = getattr(args.file, "name", "the input")
+        msg = f"{name} is not UTF-8 text ({exc}); convert it first, e.g. iconv -t utf-8"
+        raise InputError(msg) from exc
     rr = Reranker(args.model, device=args.device, normalize=args.normalize)
     for r in rr.rerank(args.query, texts, top_n=args.top_n):
         sys.stdout.write(json.dumps({"index": r.index, "score": r.score, "text": r.text}, ensure_ascii=False) + "\n")
@@ -215,7 +232,7 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--long-documents", choices=["auto", "maxp", "truncate"], default="auto")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=_port, default=8000, help="TCP port, 0-65535 (0: any free one; default: 8000)")
     p.add_argument("--max-documents", type=int, default=d.max_documents, help="most documents per request")
     p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="largest request body")
     p.add_argument("--timeout", type=float, default=d.timeout_s, help="seconds a request may take, waiting included")
@@ -299,7 +316,7 @@ def _run_demo(args: argparse.Namespace) -> int:
             from xrerank_demo.llamaindex_app import main as demo_main
     except ImportError as exc:
         raise missing_dependency(exc.name or "the demo's frameworks", "demo", exc) from exc
-    return demo_main(args.demo_args)
+    return demo_main(args.demo_args, prog=f"xrerank demo --framework {args.framework}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

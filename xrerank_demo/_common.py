@@ -166,8 +166,42 @@ def llm_from_env() -> Any | None:
     if not class_name:
         msg = f"{LLM_CLASS_ENV} must look like module:Class, got {spec!r}"
         raise SystemExit(msg)
-    kwargs = json.loads(os.environ.get(LLM_KWARGS_ENV) or "{}")
-    return getattr(importlib.import_module(module_name), class_name)(**kwargs)
+    try:
+        kwargs = json.loads(os.environ.get(LLM_KWARGS_ENV) or "{}")
+    except ValueError as exc:
+        msg = f'{LLM_KWARGS_ENV} is not valid JSON ({exc}); e.g. \'{{"model": "gpt-4o-mini"}}\''
+        raise SystemExit(msg) from exc
+    if not isinstance(kwargs, dict):
+        msg = f"{LLM_KWARGS_ENV} must be a JSON object of keyword arguments, got {kwargs!r}"
+        raise SystemExit(msg)
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        msg = f"{LLM_CLASS_ENV}={spec!r} does not name an importable class ({exc})"
+        raise SystemExit(msg) from exc
+    try:
+        return cls(**kwargs)
+    except Exception as exc:  # the LLM's own constructor: its message is what helps
+        msg = f"could not build {spec} from {LLM_KWARGS_ENV} ({type(exc).__name__}: {exc})"
+        raise SystemExit(msg) from exc
+
+
+def abstract_text(stored: str, title: str) -> str:
+    """The abstract alone: the store holds ``title + " " + abstract`` (what the models read)."""
+    if title and stored.startswith(title + " "):
+        return stored[len(title) + 1 :]
+    return stored
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        msg = f"must be a whole number of at least 1, got {value!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return number
 
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])")
@@ -192,16 +226,17 @@ def extractive_answer(reranker: Reranker | None, question: str, sources: Sequenc
     return " ".join(f'"{r.text}" [{sentences[r.index][1].doc_id}]' for r in best)
 
 
-def build_parser(framework: str) -> argparse.ArgumentParser:
-    """The options both demo scripts take."""
+def build_parser(framework: str, prog: str | None = None) -> argparse.ArgumentParser:
+    """The options both demo scripts take (``prog``: the usage line's command, default the script's name)."""
     p = argparse.ArgumentParser(
+        prog=prog,
         description=f"Two-stage RAG demo ({framework}): Chroma retrieves --k abstracts, xrerank keeps --top-n.",
         epilog="Run as `xrerank demo`, `--framework langchain|llamaindex` (before these options) picks the "
         "framework; the default is langchain.",
     )
     p.add_argument("--question", help="answer one question and exit (default: an interactive loop)")
-    p.add_argument("--k", type=int, default=100, help="first-stage candidates (default 100)")
-    p.add_argument("--top-n", type=int, default=10, help="sources kept after reranking (default 10)")
+    p.add_argument("--k", type=_positive_int, default=100, help="first-stage candidates (default 100)")
+    p.add_argument("--top-n", type=_positive_int, default=10, help="sources kept after reranking (default 10)")
     p.add_argument("--no-rerank", action="store_true", help="skip reranking: the first stage's top-n")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"reranker: hub id, folder or bundled name ({DEFAULT_MODEL})")
     p.add_argument("--backend", default="auto", help="reranker backend (default auto)")
@@ -209,7 +244,9 @@ def build_parser(framework: str) -> argparse.ArgumentParser:
     p.add_argument(
         "--store", type=Path, default=None, help="Chroma folder (default $XRERANK_DEMO_DIR or ~/.cache/xrerank/demo)"
     )
-    p.add_argument("--limit", type=int, default=None, help="index only the first N abstracts (quick tries, tests)")
+    p.add_argument(
+        "--limit", type=_positive_int, default=None, help="index only the first N abstracts (quick tries, tests)"
+    )
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
     return p
 
@@ -218,15 +255,19 @@ def run_cli(
     argv: Sequence[str] | None,
     framework: str,
     make_ask: Callable[[argparse.Namespace], Callable[[str], Answer]],
+    prog: str | None = None,
 ) -> int:
     """Parse options, build the pipeline once, then answer one question or loop."""
-    args = build_parser(framework).parse_args(argv)
+    parser = build_parser(framework, prog)
+    args = parser.parse_args(argv)
+    if args.question is not None and not args.question.strip():
+        parser.error("--question is empty; leave it out for the interactive loop")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
     started = time.perf_counter()
     ask = make_ask(args)
     logger.info("pipeline ready in %.1f s", time.perf_counter() - started)
-    questions = [args.question] if args.question else None
+    questions = [args.question] if args.question is not None else None
     if questions is None:
         sys.stdout.write("Ask about the SciFact abstracts (empty line to quit). Try: " + SAMPLE_QUESTIONS[0] + "\n")
     while True:

@@ -28,6 +28,7 @@ from xrerank_demo._common import (
     Answer,
     Source,
     Timer,
+    abstract_text,
     embedder_path,
     extractive_answer,
     llm_from_env,
@@ -66,6 +67,7 @@ class _RetrieverTimes(BaseCallbackHandler):
 
 def make_ask(args: argparse.Namespace) -> Callable[[str], Answer]:
     """Build the pipeline once; return a function that answers a question."""
+    llm = llm_from_env()  # first: a bad setting fails before the store and the models load
     client, _, name = open_store(args.store, args.limit)
     embeddings = HuggingFaceEmbeddings(model_name=embedder_path(), encode_kwargs={"normalize_embeddings": True})
     store = Chroma(client=client, collection_name=name, embedding_function=embeddings)
@@ -89,14 +91,12 @@ def make_ask(args: argparse.Namespace) -> Callable[[str], Answer]:
 
         retriever = RunnableLambda(first_stage_only, name="VectorStoreRetriever")
 
-    llm = llm_from_env()
-
     def to_sources(docs: list[Document]) -> list[Source]:
         return [
             Source(
                 doc_id=str(d.id),
                 title=str(d.metadata.get("title", "")),
-                text=d.page_content,
+                text=abstract_text(d.page_content, str(d.metadata.get("title", ""))),
                 score=float(d.metadata["relevance_score"]),
                 first_stage_rank=int(d.metadata["first_stage_rank"]),
             )
@@ -129,9 +129,9 @@ def make_ask(args: argparse.Namespace) -> Callable[[str], Answer]:
     return ask
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Run the LangChain demo (see ``--help``)."""
-    return run_cli(argv, "LangChain", make_ask)
+    return run_cli(argv, "LangChain", make_ask, prog)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ bits (store, output) are in :mod:`xrerank_demo._common`.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +28,16 @@ from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from llamaindex_xrerank import XRerankPostprocessor
 from xrerank_core import Reranker
-from xrerank_demo._common import Answer, Source, embedder_path, extractive_answer, llm_from_env, open_store, run_cli
+from xrerank_demo._common import (
+    Answer,
+    Source,
+    abstract_text,
+    embedder_path,
+    extractive_answer,
+    llm_from_env,
+    open_store,
+    run_cli,
+)
 
 __all__ = ["main", "make_ask"]
 
@@ -65,15 +75,28 @@ class _StageTimes(BaseEventHandler):
             self.first_stage_order = [n.node.node_id for n in event.nodes]
 
 
+def _score(score: float | None, *, reranked: bool) -> float:
+    """The source's score: the reranker's, or the first stage's cosine similarity (as the LangChain demo shows).
+
+    ChromaVectorStore reports ``exp(-distance)``; the store's space is cosine, so the similarity
+    is ``1 - distance = 1 + ln(score)``.
+    """
+    if score is None:
+        return 0.0
+    if reranked or score <= 0.0:
+        return float(score)
+    return 1.0 + math.log(score)
+
+
 def make_ask(args: argparse.Namespace) -> Callable[[str], Answer]:
     """Build the pipeline once; return a function that answers a question."""
+    llm = llm_from_env()  # first: a bad setting fails before the store and the models load
     _, collection, _ = open_store(args.store, args.limit)
     index = VectorStoreIndex.from_vector_store(
         ChromaVectorStore(chroma_collection=collection),
         embed_model=HuggingFaceEmbedding(model_name=embedder_path(), normalize=True),
     )
     reranker = None if args.no_rerank else Reranker(args.model, backend=args.backend, device=args.device)
-    llm = llm_from_env()
     postprocessors = (
         [XRerankPostprocessor(reranker=reranker, top_n=args.top_n, keep_retrieval_score=True)] if reranker else []
     )
@@ -99,8 +122,8 @@ def make_ask(args: argparse.Namespace) -> Callable[[str], Answer]:
             Source(
                 doc_id=n.node.node_id,
                 title=str(n.node.metadata.get("title", "")),
-                text=n.node.get_content(),
-                score=float(n.score if n.score is not None else 0.0),
+                text=abstract_text(n.node.get_content(), str(n.node.metadata.get("title", ""))),
+                score=_score(n.score, reranked=reranker is not None),
                 first_stage_rank=rank[n.node.node_id],
             )
             for n in nodes
@@ -117,9 +140,9 @@ def make_ask(args: argparse.Namespace) -> Callable[[str], Answer]:
     return ask
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Run the LlamaIndex demo (see ``--help``)."""
-    return run_cli(argv, "LlamaIndex", make_ask)
+    return run_cli(argv, "LlamaIndex", make_ask, prog)
 
 
 if __name__ == "__main__":

@@ -71,9 +71,9 @@ def _split_url(url: str, protocol: Protocol) -> tuple[str, Literal["cohere", "te
     path = parts.path.rstrip("/")
     if path.endswith("/rerank"):
         found: Literal["cohere", "tei"] = "tei" if path == "/rerank" else "cohere"
-        if protocol == "auto":
-            return url, found
-        return url, protocol
+        # Posted without a trailing slash: servers route /v1/rerank, not /v1/rerank/.
+        endpoint = urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+        return endpoint, found if protocol == "auto" else protocol
     # A server's base URL: append the protocol's path.
     chosen: Literal["cohere", "tei"] = "cohere" if protocol == "auto" else protocol
     full = urlunsplit((parts.scheme, parts.netloc, path + _PATHS[chosen], parts.query, ""))
@@ -85,7 +85,7 @@ class HttpScorer:
 
     Each call of :meth:`score_pairs` is one HTTP request holding every document of the
     batch (the engine sends up to :attr:`batch_pairs` at once). Connection errors and
-    answers 429 / 502 / 503 are retried with exponential backoff; any other bad answer
+    answers 429 / 500 / 502 / 503 are retried with exponential backoff; any other bad answer
     raises :class:`~xrerank_core.HTTPBackendError` with the server's message.
 
     Example:
@@ -279,6 +279,14 @@ class HttpScorer:
             body = response.json()
         except ValueError:
             body = None
+        if 300 <= status < 400:
+            target = response.headers.get("location")
+            where = f" to {target}; pass that URL instead" if target else ""
+            msg = (
+                f"the rerank server at {self.endpoint} answered HTTP {status}, a redirect{where} "
+                "(redirects are not followed)"
+            )
+            raise HTTPBackendError(msg, status_code=status)
         if status >= 400:
             detail = _error_message(body) or response.text[:300].strip() or response.reason_phrase
             hint = {
