@@ -488,12 +488,50 @@ def test_a_cascade_reranker_is_evaluated_in_its_own_order(tiny_bert: str) -> Non
         assert rep.reranked.per_query[qid]["ndcg@10"] == pytest.approx(expected.mean["ndcg@10"])
 
 
+def test_a_cascade_with_fusion_reports_the_model_alone_in_the_cascades_own_order(
+    tiny_bert: str, tmp_path: Path
+) -> None:
+    """The "model alone" rows of a fused cascade equal the same cascade without fusion.
+
+    The tail the full model never rescored carries the cheap model's scores, on another scale
+    (here 3 higher): ranked by them, it would come before the full model's best.
+    """
+    import torch
+    from conftest import _save_bert
+    from transformers import BertForSequenceClassification
+
+    cheap = _save_bert(tmp_path / "cheap", seed=1)
+    model = BertForSequenceClassification.from_pretrained(cheap)
+    with torch.no_grad():
+        model.classifier.bias += 3.0
+    model.save_pretrained(cheap)
+    ds = _fruit_eval_set()
+    options = {"backend": "torch", "cascade_top_k": 3, "cascade_model": str(cheap), "cascade_backend": "torch"}
+    plain = run_eval(ds, Reranker(tiny_bert, **options), candidates=8, metrics=["mrr@10"], show_progress=False)
+    fused = Reranker(tiny_bert, fusion="zscore", fusion_weight=0.5, **options)
+    rep = run_eval(ds, fused, candidates=8, metrics=["mrr@10"], show_progress=False)
+    assert plain.reranked is not None and rep.model_alone is not None
+    assert rep.model_alone.per_query == plain.reranked.per_query
+
+
 def test_the_warm_up_call_cannot_fill_the_score_cache_for_the_timed_calls(fake: Any) -> None:
     ds = _fruit_eval_set()
     rr = Reranker(fake, cache_size=1000)
     rep = run_eval(ds, rr, candidates=8, metrics=["ndcg@10"], show_progress=False)
     assert rep.cost is not None and rep.cost.pairs == 24
     assert fake.pairs_scored == 8 + 24  # the warm-up's 8 pairs, then every timed pair by the model
+
+
+def test_the_table_shows_a_model_name_with_brackets_as_written(fake: Any) -> None:
+    rep = run_eval(_fruit_eval_set(), Reranker(fake), candidates=8, metrics=["ndcg@10"], show_progress=False)
+    import dataclasses
+
+    rep = dataclasses.replace(rep, model="models/ckpt[v2]")
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(render_table(rep))
+    assert "ckpt[v2]" in console.export_text()
 
 
 def test_the_table_title_gives_the_depth_reranked_when_the_lists_are_shorter(fake: Any) -> None:

@@ -86,3 +86,11 @@ def test_adapters_pass_the_first_stage_scores() -> None:
     # without scores the input order is the first stage
     no_scores = XRerankCompressor(reranker=rr).compress_documents(docs, "dog cat")
     assert [d.page_content for d in no_scores] == [r.text for r in rr.rerank("dog cat", texts)]
+
+
+@pytest.mark.parametrize("value", [0.1, 1.0, -7.3, 1e-9, 123456.789])
+def test_equal_scores_have_zscores_of_zero(value: float) -> None:
+    # [0.1] * 3 has a mean of 0.10000000000000002: a rounding residue, not a spread.
+    assert fuse([value] * 3, [3.0, 2.0, 1.0], "zscore", 0.5) == pytest.approx(
+        fuse([5.0] * 3, [3.0, 2.0, 1.0], "zscore", 0.5)
+    )

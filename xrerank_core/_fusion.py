@@ -27,7 +27,9 @@ def _zscores(values: Sequence[float]) -> list[float]:
     n = len(values)
     mean = sum(values) / n
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / n)
-    if std == 0.0:
+    # Equal values leave a rounding residue of ~1e-17 in the mean (e.g. [0.1] * 3), which a
+    # division would blow up to -1 for every one: they are equal, so their z-scores are 0.
+    if max(values) == min(values) or std <= 1e-12 * max(1.0, max(abs(v) for v in values)):
         return [0.0] * n
     return [(v - mean) / std for v in values]
 

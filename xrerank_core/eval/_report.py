@@ -47,6 +47,10 @@ def _num(value: float | None, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
+def _ms(seconds: float) -> str:
+    return _num(seconds * 1000, 1)  # "-" when no query was timed
+
+
 def _p_value(p: float) -> str:
     if not math.isfinite(p):
         return "-"
@@ -80,6 +84,8 @@ def render_table(report: EvalReport) -> Table:
     depth = s.get("candidates")
     if isinstance(s.get("deepest_list"), int) and isinstance(depth, int) and s["deepest_list"] < depth:
         depth = f"{s['deepest_list']} (of {depth} asked)"
+    from rich.markup import escape
+
     title = (
         f"{report.dataset}: {s.get('first_stage')} top-{depth}"
         + (f" -> {model_label(report.model)} ({report.backend}, {report.device})" if report.model else "")
@@ -90,6 +96,7 @@ def render_table(report: EvalReport) -> Table:
         )
         + f", {len(report.query_ids)} queries"
     )
+    title = escape(title)  # a folder named model[v2] is a name, not rich markup
     reranked = report.reranked
     table = Table(title=title, title_justify="left", min_width=min(len(title), 110))
     table.add_column("metric", no_wrap=True)
@@ -124,7 +131,7 @@ def render_table(report: EvalReport) -> Table:
     rows: list[tuple[str, str]] = []
     if cost is not None:
         rows += [
-            ("latency p50 / p95", f"{cost.latency_p50 * 1000:.1f} / {cost.latency_p95 * 1000:.1f} ms"),
+            ("latency p50 / p95", f"{_ms(cost.latency_p50)} / {_ms(cost.latency_p95)} ms"),
             ("pairs / s", _count(cost.pairs_per_second)),
             ("tokens / s", _count(cost.tokens_per_second)),
         ]

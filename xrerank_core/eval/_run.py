@@ -393,7 +393,9 @@ def _rerank_all(
         by_model: dict[str, float] = {}
         for r in ranked:
             ordered.setdefault(cands[qid][r.index].docid, float(r.score))
-            by_model.setdefault(cands[qid][r.index].docid, float(r.model_score))
+            # A cascade's tail, which the full model never scored, carries the cheaper model's
+            # scores (another scale): last, in the reranker's order, as in the fused run.
+            by_model.setdefault(cands[qid][r.index].docid, float(r.model_score) if r.scored else -math.inf)
         run[qid] = _finite(ordered)
         alone[qid] = _finite(by_model)
     for qid in cands:
