@@ -522,3 +522,14 @@ def test_readme_http_backend_snippet_runs(server: str, local: Reranker, capsys: 
     want = [(r.index, round(r.score, 3)) for r in local.rerank("capital of France", TEXTS, top_n=2)]
     assert printed == str(want)
     assert namespace["tei"].rerank("capital of France", TEXTS)[0].index == want[0][0]  # type: ignore[attr-defined]
+
+
+def test_retry_after_is_read_as_seconds_or_as_an_http_date() -> None:
+    from xrerank_core._backends._http import _retry_after_seconds
+
+    now = 1_764_000_000.0  # 2025-11-24 16:00:00 GMT
+    assert _retry_after_seconds("3") == 3.0
+    assert _retry_after_seconds("Mon, 24 Nov 2025 16:00:07 GMT", now=now) == pytest.approx(7.0)
+    assert _retry_after_seconds("Mon, 24 Nov 2025 15:59:00 GMT", now=now) == 0.0  # already past
+    assert _retry_after_seconds("soon") is None
+    assert _retry_after_seconds(None) is None

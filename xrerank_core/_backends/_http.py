@@ -19,7 +19,8 @@ unless it was started with ``--auto-truncate``), so it scores each document's be
 
 from __future__ import annotations
 
-import contextlib
+import datetime
+import email.utils
 import logging
 import math
 import os
@@ -78,6 +79,23 @@ def _split_url(url: str, protocol: Protocol) -> tuple[str, Literal["cohere", "te
     chosen: Literal["cohere", "tei"] = "cohere" if protocol == "auto" else protocol
     full = urlunsplit((parts.scheme, parts.netloc, path + _PATHS[chosen], parts.query, ""))
     return full, chosen
+
+
+def _retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait: a number of seconds, or an HTTP date (RFC 9110)."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 class HttpScorer:
@@ -267,9 +285,9 @@ class HttpScorer:
 
     def _sleep(self, attempt: int, retry_after: str | None, why: str) -> None:
         delay = self.backoff * 2 ** (attempt - 1) * (0.5 + random.random())  # jitter
-        if retry_after is not None:
-            with contextlib.suppress(ValueError):
-                delay = max(delay, min(float(retry_after), 30.0))
+        wait = _retry_after_seconds(retry_after)
+        if wait is not None:
+            delay = max(delay, min(wait, 30.0))
         logger.warning("%s from %s; retry %d of %d in %.2f s", why, self.endpoint, attempt, self.retries, delay)
         time.sleep(delay)
 
