@@ -18,10 +18,11 @@
 # Usage: [DEVICE=cpu|cuda] [BF16=1|0] [RUN=file.run.gz] [EVAL=1|0] [SENTENCES=N] bash scripts/build_model_xfit.sh [DATA_DIR]
 # SENTENCES=N (default 0) adds N inverse-cloze groups per corpus document to stage 1 (--weak-sentences N:
 # a sentence of an abstract is the query, the rest of the abstract the positive), mined into its own run
-# file, with its own folders (build/xfit2-sN-*) and output (build/minilm-scifact-xfit2-sN). Not yet run in
-# full: the next lever for issue 5 (more in-domain data), meant for a lent GPU (stage 1 then has about twice
-# the groups of SENTENCES=0 at N=1). On this 2-core CPU, stage 1 alone measured 12.6 s a step in bf16 on an
-# AMD EPYC (6 steps, 2026-11-26), so the SENTENCES=0 recipe needs about 4 h here.
+# file, with its own folders (build/xfit2-sN-*) and output (build/minilm-scifact-xfit2-sN). Not run in full
+# (stage 1 then has about twice the groups of SENTENCES=0 at N=1); a 100-step probe found such sentences teach
+# far less about claims than titles do (benchmarks/RESULTS.md, "Which weak supervision carries over"). On this
+# 2-core CPU, stage 1 measured 12.6 s a step in bf16 on an AMD EPYC (6 steps, 2026-11-26), so the SENTENCES=0
+# recipe needs about 4 h here.
 # A smoke run of the plumbing (a meaningless model; 40 min here on 2 cores shared with other jobs, 2026-11-26:
 # 8 for the Chroma store and mining, the rest mostly scoring the 300 dev claims before and after each run):
 #   EXTRA="--max-steps 2 --dev-candidates 5" DEPTHS="" EVAL=0 OUT=build/xfit2-smoke bash scripts/build_model_xfit.sh

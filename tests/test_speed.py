@@ -177,6 +177,31 @@ def test_side_by_side_sessions_score_in_a_forked_child(tiny_bert: str) -> None:
 
 
 @needs_onnx
+def test_side_by_side_workers_share_one_copy_of_the_weights(minilm_cross_encoder: str) -> None:
+    OnnxScorer(minilm_cross_encoder)  # exported once, here, so the processes below only load it
+    code = (
+        "import sys, psutil; from xrerank_core._backends._onnx import OnnxScorer; p = psutil.Process(); "
+        "before = p.memory_info().rss; s = OnnxScorer(sys.argv[1], workers=int(sys.argv[2])); "
+        "list(s.score_batches([[('q', 'a document ' * 50)]] * 8)); "
+        "print((p.memory_info().rss - before) / 2**20)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    grown = {}
+    for workers in (1, 4):
+        out = subprocess.run(
+            [sys.executable, "-c", code, minilm_cross_encoder, str(workers)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+        grown[workers] = float(out.stdout.split()[-1])
+    # The float32 graph is ~87 MiB: a session per worker added about that much per extra worker.
+    assert grown[4] - grown[1] < 40, grown
+
+
+@needs_onnx
 def test_new_weights_get_a_new_export(tiny_bert: str, tmp_path: Path) -> None:
     import shutil
 

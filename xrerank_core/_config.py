@@ -90,8 +90,9 @@ class RerankerConfig:
         cascade_max_length: Tokens the cheaper scorer reads of each (query, document)
             pair: the first window only, cut there (no MaxP), so its pass costs about this
             share of a full one. ``None`` (the default): the same windows as this model.
-        workers: ONNX backends on CPU: onnxruntime sessions that score batches side by side,
-            one thread each. ``None`` (the default): one per physical core. With several
+        workers: ONNX backends on CPU: batches scored side by side, one thread each, by one
+            shared onnxruntime session (one copy of the weights). ``None`` (the default): one
+            per physical core. With several
             processes on one machine (gunicorn workers, Ray replicas), give each
             ``cores // processes`` so they do not oversubscribe the cores. Other backends
             ignore it (naming ``backend="torch"`` or ``"http"`` with it is an error).

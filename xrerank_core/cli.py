@@ -227,8 +227,8 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--workers",
         type=int,
         default=None,
-        help="ONNX backends on CPU: onnxruntime sessions side by side, one thread each (default: one per physical "
-        "core; with N server processes on one machine, cores // N)",
+        help="ONNX backends on CPU: batches scored side by side, one thread each, by one shared onnxruntime "
+        "session (default: one per physical core; with N server processes on one machine, cores // N)",
     )
     p.add_argument("--long-documents", choices=["auto", "maxp", "truncate"], default="auto")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")

@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import os
-import queue
 import shutil
 import tempfile
 import threading
@@ -456,10 +455,11 @@ class OnnxScorer:
             a pass's activations by their range over the whole batch, so one pair per pass
             keeps each pair's score independent of the pairs it is scored with; an explicit
             ``batch_size`` above 1 gives that up (scores then move with their batch).
-        workers: Forward passes that run at once. On CPU, by default one onnxruntime session
-            per physical core, each on one thread: small batches side by side use the cores
-            better than one batch split across them (``benchmarks/RESULTS.md``, speed.py).
-            :meth:`score_batches` spreads a job's batches over them.
+        workers: Forward passes that run at once. On CPU, by default one per physical core,
+            each on one thread of one shared onnxruntime session (one copy of the weights):
+            small batches side by side use the cores better than one batch split across them
+            (``benchmarks/RESULTS.md``, speed.py). :meth:`score_batches` spreads a job's
+            batches over them.
     """
 
     def __init__(
@@ -483,7 +483,7 @@ class OnnxScorer:
             allow_pickle: Allow ``pytorch_model.bin`` weights (for the export).
             threads: Threads for one forward pass. ``None``: 1 on CPU when ``workers`` is more
                 than 1, else this machine's physical cores.
-            workers: Sessions that run forward passes at once. ``None``: this machine's physical
+            workers: Forward passes that run at once (threads sharing one session). ``None``: this machine's physical
                 cores on CPU (divided by ``threads`` when it is given), 1 on CUDA.
 
         Raises:
@@ -511,7 +511,11 @@ class OnnxScorer:
                     "(pip install onnxruntime-gpu); or use backend='torch', which runs float16 on CUDA"
                 )
                 raise ConfigError(msg)
-            index = int(device.split(":", 1)[1]) if ":" in device else 0
+            number = device.split(":", 1)[1] if ":" in device else "0"
+            if not number.isdigit():
+                msg = f"a CUDA device is 'cuda' or 'cuda:N' with N a number, got {device!r}"
+                raise ConfigError(msg)
+            index = int(number)
             providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
         elif device not in ("cpu", "auto"):
             msg = f"backend='onnx' runs on 'cpu' or 'cuda'; got device={device!r}"
@@ -543,7 +547,11 @@ class OnnxScorer:
                 model, variant, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
             )
             try:
-                sessions = [ort.InferenceSession(str(path), options, providers=providers) for _ in range(workers)]
+                # One session for every worker: onnxruntime runs concurrent calls of one session side by
+                # side, each on its caller's thread (intra_op_num_threads=1), over one copy of the weights.
+                # A session per worker held a copy each: RSS grew with the core count (+62 MiB at one
+                # worker, +334 MiB at four for the bundled MiniLM's float32 graph).
+                session = ort.InferenceSession(str(path), options, providers=providers)
                 offsets_tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
                 pair_tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
                 found = _Export(folder).meta()
@@ -584,10 +592,9 @@ class OnnxScorer:
         pair_tokenizer.enable_truncation(self.max_length, strategy="longest_first")
         pair_tokenizer.enable_padding(pad_id=int(meta["pad_token_id"]), pad_token=str(meta["pad_token"]))
         self._pair_tokenizer = pair_tokenizer
-        # Each session runs one forward pass at a time; a caller takes a free one.
-        self._free: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        for session in sessions:
-            self._free.put(session)
+        self._session = session
+        # At most `workers` forward passes at once: each takes a slot (a core, on CPU).
+        self._slots = threading.BoundedSemaphore(workers)
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = os.getpid()
         self._pool_lock = threading.Lock()
@@ -606,14 +613,12 @@ class OnnxScorer:
             "token_type_ids": [e.type_ids for e in encodings],
         }
         feeds = {name: np.asarray(columns[name], dtype=np.int64) for name in self._input_names}
-        session = self._free.get()
-        try:
-            logits = np.asarray(session.run(None, feeds)[0], dtype=np.float64)
-        except Exception as exc:  # onnxruntime raises its own types
-            msg = f"onnxruntime failed on a batch of {len(pairs)} pairs: {exc}"
-            raise ScoringError(msg) from exc
-        finally:
-            self._free.put(session)
+        with self._slots:
+            try:
+                logits = np.asarray(self._session.run(None, feeds)[0], dtype=np.float64)
+            except Exception as exc:  # onnxruntime raises its own types
+                msg = f"onnxruntime failed on a batch of {len(pairs)} pairs: {exc}"
+                raise ScoringError(msg) from exc
         if self.num_labels == 2:
             return [float(row[1] - row[0]) for row in logits]
         return [float(x) for x in logits.reshape(-1)]
