@@ -432,7 +432,7 @@ class Reranker:
         # The full model reads a document whole only up to its own window (see _windows: the
         # slack is left out unless the scorer cuts truncated pairs itself); a longer one it would
         # split or cut, so the cheap score of the whole pair is not its score.
-        exact = self.long_documents == "truncate" and bool(getattr(self.scorer, "truncates_pairs", False))
+        exact = self._cuts_truncated_pairs_exactly()
         full_room = self.max_length - self.scorer.num_special_tokens - q_tokens - (0 if exact else _WINDOW_SLACK)
         room = min(room, full_room)
         return [len(spans) <= room for spans in offsets[1:]]
@@ -533,6 +533,10 @@ class Reranker:
             return query[: spans[limit - 1][1]], limit
         return query, len(spans)
 
+    def _cuts_truncated_pairs_exactly(self) -> bool:
+        """Truncating, with a scorer that cuts pairs itself: a document is cut at the exact token, no slack."""
+        return self.long_documents == "truncate" and bool(getattr(self.scorer, "truncates_pairs", False))
+
     def _windows(self, query_tokens: int, docs: list[str]) -> tuple[list[str], list[int], list[list[int]]]:
         """Unique windows to score, their token counts, and each document's window ids."""
         all_offsets = self.scorer.token_offsets(docs)
@@ -547,7 +551,7 @@ class Reranker:
         # the exact token (as CrossEncoder.predict does); the slack would otherwise drop them.
         # It cuts at its own max_length, though, and longest_first would cut a query longer than
         # half the pair (max_query_tokens above that): then the engine cuts at the exact token.
-        exact = truncate and bool(getattr(self.scorer, "truncates_pairs", False))
+        exact = self._cuts_truncated_pairs_exactly()
         fits = max(self.max_length - self.scorer.num_special_tokens - query_tokens, 1)
         scorer_cuts = exact and self.max_length == self.scorer.max_length and query_tokens <= self.max_length // 2
         cut = budget + 2 * _WINDOW_SLACK if scorer_cuts else fits if exact else budget

@@ -21,7 +21,7 @@ import logging
 import re
 import sys
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from xrerank_core._config import DEFAULT_MODEL
@@ -53,16 +53,25 @@ def _add_rerank(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(func=_run_rerank)
 
 
-def _port(value: str) -> int:
-    # argparse's int would pass 99999, which the resolver wraps to another port without a word.
-    try:
-        port = int(value)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        msg = f"a port is a whole number from 0 to 65535, got {value!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return port
+def whole_number(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type`` for a whole number in ``[low, high]`` (``high=None``: no upper bound).
+
+    argparse's ``int`` would pass a port of 99999 (which the resolver wraps to another port
+    without a word) or a ``--k 0`` that fails much later.
+    """
+    bounds = f"of at least {low}" if high is None else f"from {low} to {high}"
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        if number is None or number < low or (high is not None and number > high):
+            msg = f"must be a whole number {bounds}, got {value!r}"
+            raise argparse.ArgumentTypeError(msg)
+        return number
+
+    return parse
 
 
 def _run_rerank(args: argparse.Namespace) -> int:
@@ -232,7 +241,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--long-documents", choices=["auto", "maxp", "truncate"], default="auto")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    p.add_argument("--port", type=_port, default=8000, help="TCP port, 0-65535 (0: any free one; default: 8000)")
+    p.add_argument(
+        "--port", type=whole_number(0, 65535), default=8000, help="TCP port, 0-65535 (0: any free one; default: 8000)"
+    )
     p.add_argument("--max-documents", type=int, default=d.max_documents, help="most documents per request")
     p.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes, help="largest request body")
     p.add_argument("--timeout", type=float, default=d.timeout_s, help="seconds a request may take, waiting included")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from xrerank_core import Reranker
+from xrerank_core.cli import whole_number
 from xrerank_core.eval import Passage, build_chroma_collection
 
 __all__ = [
@@ -193,17 +194,6 @@ def abstract_text(stored: str, title: str) -> str:
     return stored
 
 
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        msg = f"must be a whole number of at least 1, got {value!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return number
-
-
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])")
 
 
@@ -235,8 +225,8 @@ def build_parser(framework: str, prog: str | None = None) -> argparse.ArgumentPa
         "framework; the default is langchain.",
     )
     p.add_argument("--question", help="answer one question and exit (default: an interactive loop)")
-    p.add_argument("--k", type=_positive_int, default=100, help="first-stage candidates (default 100)")
-    p.add_argument("--top-n", type=_positive_int, default=10, help="sources kept after reranking (default 10)")
+    p.add_argument("--k", type=whole_number(1), default=100, help="first-stage candidates (default 100)")
+    p.add_argument("--top-n", type=whole_number(1), default=10, help="sources kept after reranking (default 10)")
     p.add_argument("--no-rerank", action="store_true", help="skip reranking: the first stage's top-n")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"reranker: hub id, folder or bundled name ({DEFAULT_MODEL})")
     p.add_argument("--backend", default="auto", help="reranker backend (default auto)")
@@ -245,7 +235,7 @@ def build_parser(framework: str, prog: str | None = None) -> argparse.ArgumentPa
         "--store", type=Path, default=None, help="Chroma folder (default $XRERANK_DEMO_DIR or ~/.cache/xrerank/demo)"
     )
     p.add_argument(
-        "--limit", type=_positive_int, default=None, help="index only the first N abstracts (quick tries, tests)"
+        "--limit", type=whole_number(1), default=None, help="index only the first N abstracts (quick tries, tests)"
     )
     p.add_argument("--json", action="store_true", help="print the answer as JSON")
     return p
